@@ -1,0 +1,1 @@
+"""Command line: click commands only; the logic lives in the Python API."""

@@ -1,0 +1,113 @@
+"""``vllm-mlx``: serve a model, list plugins, run benchmarks."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+
+import click
+
+from .. import __version__
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(__version__, prog_name="vllm-mlx")
+def cli() -> None:
+    """vllm-mlx: an OpenAI-compatible inference server on MLX, with continuous batching.
+
+    Start with `vllm-mlx serve` (no model: a tiny built-in demo model, works offline),
+    then point any OpenAI SDK at http://127.0.0.1:8000/v1.
+    """
+
+
+def _json_object(ctx, param, value):
+    if value is None:
+        return {}
+    try:
+        obj = json.loads(value)
+    except ValueError as exc:
+        raise click.BadParameter(f"not valid JSON: {exc}") from None
+    if not isinstance(obj, dict):
+        raise click.BadParameter("must be a JSON object")
+    return obj
+
+
+@cli.command()
+@click.argument("model", required=False)
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option("--port", default=8000, show_default=True, type=int, help="Port to listen on.")
+@click.option("--api-key", envvar="VLLM_MLX_API_KEY", default=None,
+              help="Require 'Authorization: Bearer KEY' on /v1 routes (env VLLM_MLX_API_KEY).")
+@click.option("--served-model-name", default=None,
+              help="Name clients use in 'model' (default: the MODEL argument). 'default' always works too.")
+@click.option("--max-num-seqs", default=64, show_default=True, type=click.IntRange(1, 4096),
+              help="Most sequences decoded together in one batch; more wait their turn.")
+@click.option("--max-model-len", default=None, type=click.IntRange(16),
+              help="Context window in tokens (prompt + completion); default: the model's own.")
+@click.option("--prefill-step-size", default=512, show_default=True, type=click.IntRange(16),
+              help="Prompt tokens prefilled per step; long prompts are split so decoding keeps flowing.")
+@click.option("--plugin", "plugins", multiple=True, metavar="MODULE_OR_FILE",
+              help="Load a plugin from a dotted module or a .py file (repeatable).")
+@click.option("--reasoning-parser", default=None,
+              help="Split reasoning from the answer (e.g. qwen3, deepseek_r1); default: the model family's.")
+@click.option("--tool-call-parser", default=None,
+              help="Parse tool calls from model output (e.g. hermes, qwen3); default: the model family's.")
+@click.option("--enable-auto-tool-choice", is_flag=True, help="Allow tool_choice 'auto' with --tool-call-parser.")
+@click.option("--default-chat-template-kwargs", default=None, callback=_json_object, metavar="JSON",
+              help='Chat template arguments for every request, e.g. \'{"enable_thinking": false}\'.')
+@click.option("--log-level", default="info", show_default=True,
+              type=click.Choice(["critical", "error", "warning", "info", "debug"]), help="Logging detail.")
+def serve(model, host, port, api_key, served_model_name, max_num_seqs, max_model_len, prefill_step_size, plugins,
+          reasoning_parser, tool_call_parser, enable_auto_tool_choice, default_chat_template_kwargs, log_level):
+    """Serve MODEL (a local folder or a Hugging Face repo id) on an OpenAI-compatible API.
+
+    With no MODEL, serves the built-in demo model (built once into the user cache, offline).
+    """
+    from ..model_source import ModelSourceError
+    from ..plugins import PluginError
+    from ..serving import ServeOptions, serve as run_server
+
+    logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    opts = ServeOptions(
+        model=model, host=host, port=port, api_key=api_key or None, served_model_name=served_model_name,
+        max_num_seqs=max_num_seqs, max_model_len=max_model_len, prefill_step_size=prefill_step_size,
+        plugins=list(plugins), reasoning_parser=reasoning_parser, tool_call_parser=tool_call_parser,
+        enable_auto_tool_choice=enable_auto_tool_choice,
+        default_chat_template_kwargs=default_chat_template_kwargs, log_level=log_level,
+    )
+    try:
+        run_server(opts)
+    except (ModelSourceError, PluginError) as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(2)
+
+
+@cli.command("plugins")
+@click.option("--plugin", "extra", multiple=True, metavar="MODULE_OR_FILE", help="Also load this plugin.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+def plugins_cmd(extra, as_json):
+    """List every loaded plugin and what it provides."""
+    from ..plugins import PluginError, PluginManager
+
+    try:
+        pm = PluginManager(extra=list(extra))
+    except PluginError as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(2)
+    infos = pm.plugins()
+    if as_json:
+        click.echo(json.dumps([{"name": p.name, "source": p.source, "provides": p.provides} for p in infos], indent=2))
+        return
+    for p in infos:
+        provided = "; ".join(f"{kind}: {', '.join(names)}" for kind, names in p.provides.items()) or "nothing"
+        click.echo(f"{p.name:<20} {p.source:<12} {provided}")
+
+
+from .bench import bench  # noqa: E402  (registers the bench group)
+
+cli.add_command(bench)
+
+if __name__ == "__main__":
+    cli()

@@ -1,0 +1,8 @@
+"""The batching engine: requests, scheduler, sampling, detokenizing. Knows nothing of HTTP."""
+
+from .async_engine import AsyncEngine, SequenceResult
+from .engine import Engine, EngineConfig
+from .output import SequenceDelta
+from .params import ParamError, SamplingParams
+
+__all__ = ["AsyncEngine", "Engine", "EngineConfig", "ParamError", "SamplingParams", "SequenceDelta", "SequenceResult"]

@@ -1,0 +1,193 @@
+"""The engine: one thread that owns every MLX call and runs the scheduler.
+
+Other threads talk to it only through ``submit`` and ``abort``, which enqueue
+commands; the engine applies them at the next step boundary. Each step's token
+events are grouped by the sink of their request and handed over in one call per
+sink, so an asyncio front end pays one ``call_soon_threadsafe`` per step, not
+one per token.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+import traceback
+from dataclasses import dataclass, field
+
+import mlx.core as mx
+
+from .request import EngineRequest, OutputSink, TokenEvent
+from .scheduler import Scheduler
+
+log = logging.getLogger("vllm_mlx.engine")
+
+
+@dataclass
+class EngineConfig:
+    max_num_seqs: int = 64
+    prefill_batch_size: int = 8
+    prefill_step_size: int = 512
+    max_model_len: int | None = None
+
+
+@dataclass
+class EngineCounters:
+    """Monotonic counters since start, read without locking (ints are atomic enough)."""
+
+    prompt_tokens: int = 0
+    generation_tokens: int = 0
+    requests_finished: int = 0
+    requests_aborted: int = 0
+    requests_failed: int = 0
+    steps: int = 0
+    errors: list[str] = field(default_factory=list)
+
+
+class Engine:
+    """Continuous-batching generation over one loaded model.
+
+    ``submit`` may be called from any thread. Events for a request are delivered
+    to its ``sink`` on the engine thread. Call ``start`` once, ``shutdown`` at the end.
+    """
+
+    def __init__(self, model, tokenizer, config: EngineConfig | None = None):
+        self.model = model
+        self.tokenizer = tokenizer
+        self.config = config or EngineConfig()
+        self.eos_token_ids = set(getattr(tokenizer, "eos_token_ids", None) or [])
+        self.vocab_size = _vocab_size(model, tokenizer)
+        self.counters = EngineCounters()
+        self.state = "created"
+        self._commands: queue.SimpleQueue = queue.SimpleQueue()
+        self._thread: threading.Thread | None = None
+        self._scheduler: Scheduler | None = None
+        self._ready = threading.Event()
+        self._stopping = False
+        self._num_waiting = 0
+        self._num_running = 0
+
+    # -- lifecycle ---------------------------------------------------------
+    def start(self) -> "Engine":
+        if self._thread is not None:
+            return self
+        self._thread = threading.Thread(target=self._run, name="vllm-mlx-engine", daemon=True)
+        self._thread.start()
+        self._ready.wait()
+        return self
+
+    def shutdown(self, timeout: float = 10.0) -> None:
+        self._stopping = True
+        self._commands.put(("wake", None))
+        if self._thread is not None:
+            self._thread.join(timeout)
+        self.state = "stopped"
+
+    # -- public API (any thread) --------------------------------------------
+    def submit(self, request: EngineRequest) -> None:
+        self.counters.prompt_tokens += len(request.prompt_ids)
+        self._commands.put(("add", request))
+
+    def abort(self, request_id: str) -> None:
+        self._commands.put(("abort", request_id))
+
+    @property
+    def num_waiting(self) -> int:
+        return self._num_waiting
+
+    @property
+    def num_running(self) -> int:
+        return self._num_running
+
+    # -- engine thread -----------------------------------------------------
+    def _run(self) -> None:
+        # Streams are created on the thread that uses them (Metal requires it).
+        stream = mx.new_stream(mx.default_device())
+        self._scheduler = Scheduler(
+            self.model,
+            self.eos_token_ids,
+            max_num_seqs=self.config.max_num_seqs,
+            prefill_batch_size=self.config.prefill_batch_size,
+            prefill_step_size=self.config.prefill_step_size,
+            stream=stream,
+        )
+        self.state = "running"
+        self._ready.set()
+        sched = self._scheduler
+        while not self._stopping:
+            self._apply_commands(block=not sched.has_work())
+            if self._stopping or not sched.has_work():
+                continue
+            try:
+                events = sched.step()
+            except Exception as exc:  # noqa: BLE001 - keep serving after a bad step
+                self._recover(exc)
+                continue
+            self.counters.steps += 1
+            if events:
+                self._deliver(events)
+            self._num_waiting = sched.num_waiting
+            self._num_running = sched.num_running
+
+    def _apply_commands(self, block: bool) -> None:
+        sched = self._scheduler
+        try:
+            cmd, arg = self._commands.get(timeout=0.5) if block else self._commands.get_nowait()
+        except queue.Empty:
+            return
+        while True:
+            if cmd == "add":
+                sched.add(arg)
+            elif cmd == "abort":
+                if sched.abort(arg) is not None:
+                    self.counters.requests_aborted += 1
+            try:
+                cmd, arg = self._commands.get_nowait()
+            except queue.Empty:
+                break
+        self._num_waiting = sched.num_waiting
+        self._num_running = sched.num_running
+
+    def _deliver(self, events: list[tuple[EngineRequest, TokenEvent]]) -> None:
+        by_sink: dict[int, tuple[OutputSink, list[TokenEvent]]] = {}
+        finished = 0
+        for req, ev in events:
+            if ev.finish_reason is not None:
+                finished += 1
+            entry = by_sink.get(id(req.sink))
+            if entry is None:
+                by_sink[id(req.sink)] = (req.sink, [ev])
+            else:
+                entry[1].append(ev)
+        self.counters.generation_tokens += len(events)
+        self.counters.requests_finished += finished
+        self._hand_over(by_sink)
+
+    @staticmethod
+    def _hand_over(by_sink: dict[int, tuple[OutputSink, list[TokenEvent]]]) -> None:
+        for sink, evs in by_sink.values():
+            try:
+                sink.deliver(evs)
+            except Exception:  # noqa: BLE001 - a broken consumer must not stop the engine
+                log.exception("output sink failed")
+
+    def _recover(self, exc: Exception) -> None:
+        message = f"engine step failed: {type(exc).__name__}: {exc}"
+        log.error("%s\n%s", message, traceback.format_exc())
+        self.counters.errors.append(message)
+        dropped = self._scheduler.fail_all()
+        self.counters.requests_failed += len(dropped)
+        by_sink: dict[int, tuple[OutputSink, list[TokenEvent]]] = {}
+        for req in dropped:
+            ev = TokenEvent(req.request_id, None, "error", error=message)
+            by_sink.setdefault(id(req.sink), (req.sink, []))[1].append(ev)
+        self._hand_over(by_sink)
+
+
+def _vocab_size(model, tokenizer) -> int:
+    args = getattr(model, "args", None)
+    size = getattr(args, "vocab_size", None)
+    if isinstance(size, int) and size > 0:
+        return size
+    return len(tokenizer)

@@ -1,0 +1,139 @@
+"""Samplers and logits processors built per request for mlx-lm's BatchGenerator.
+
+The truncation steps (top-p, min-p, top-k) are mlx-lm's own. We add three things
+mlx-lm does not offer:
+
+* a per-request PRNG key, so a request with ``seed`` draws the same tokens
+  whether it runs alone or inside a batch (mlx-lm samples from the global key);
+* OpenAI/vLLM penalty semantics: presence and frequency penalties count only the
+  generated tokens, the repetition penalty counts prompt and output (mlx-lm's
+  versions look at a fixed window of the last N tokens, prompt included);
+* ``min_tokens``: end-of-sequence and stop tokens are masked until enough tokens
+  have been generated.
+
+Greedy requests get ``None`` so the batch shares one vectorised argmax, and
+unseeded requests with identical settings share one sampler object, which lets
+BatchGenerator sample them in a single call.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Callable, Iterable
+
+import mlx.core as mx
+from mlx_lm.sample_utils import apply_min_p, apply_top_k, apply_top_p
+
+from .params import SamplingParams
+
+Sampler = Callable[[mx.array], mx.array]
+LogitsProcessor = Callable[[mx.array, mx.array], mx.array]
+
+
+def _truncations(top_p: float, min_p: float, top_k: int) -> list[Callable[[mx.array], mx.array]]:
+    steps = []
+    if 0.0 < top_p < 1.0:
+        steps.append(lambda x: apply_top_p(x, top_p))
+    if min_p > 0.0:
+        steps.append(lambda x: apply_min_p(x, min_p))
+    if top_k > 0:
+        steps.append(lambda x: apply_top_k(x, top_k))
+    return steps
+
+
+@functools.lru_cache(maxsize=256)
+def _shared_sampler(temperature: float, top_p: float, min_p: float, top_k: int) -> Sampler:
+    steps = _truncations(top_p, min_p, top_k)
+    inv_temp = 1.0 / temperature
+
+    def sample(logprobs: mx.array) -> mx.array:
+        for step in steps:
+            logprobs = step(logprobs)
+        return mx.random.categorical(logprobs * inv_temp)
+
+    return sample
+
+
+def _seeded_sampler(temperature: float, top_p: float, min_p: float, top_k: int, seed: int) -> Sampler:
+    steps = _truncations(top_p, min_p, top_k)
+    inv_temp = 1.0 / temperature
+    key = mx.random.key(seed)
+
+    def sample(logprobs: mx.array) -> mx.array:
+        nonlocal key
+        for step in steps:
+            logprobs = step(logprobs)
+        key, sub = mx.random.split(key)
+        return mx.random.categorical(logprobs * inv_temp, key=sub)
+
+    return sample
+
+
+def make_sampler(params: SamplingParams) -> Sampler | None:
+    """The sampler for one request, or None for greedy (the batch's shared argmax)."""
+    if params.greedy:
+        return None
+    top_k = params.top_k if params.top_k > 0 else 0
+    if params.seed is None:
+        return _shared_sampler(params.temperature, params.top_p, params.min_p, top_k)
+    return _seeded_sampler(params.temperature, params.top_p, params.min_p, top_k, params.seed)
+
+
+def _penalties(params: SamplingParams) -> LogitsProcessor | None:
+    rep, pres, freq = params.repetition_penalty, params.presence_penalty, params.frequency_penalty
+    if rep == 1.0 and pres == 0.0 and freq == 0.0:
+        return None
+    prompt_len: list[int] = []
+
+    def apply(tokens: mx.array, logits: mx.array) -> mx.array:
+        # ``tokens`` is the whole context: prompt, then every generated token.
+        # On the first call it is exactly the prompt, which fixes the split.
+        if not prompt_len:
+            prompt_len.append(tokens.size)
+        vocab = logits.shape[-1]
+        if rep != 1.0 and tokens.size:
+            seen = mx.zeros((vocab,), dtype=mx.float32).at[tokens].add(1.0) > 0
+            scaled = mx.where(logits < 0, logits * rep, logits / rep)
+            logits = mx.where(seen, scaled, logits)
+        generated = tokens[prompt_len[0]:]
+        if (pres or freq) and generated.size:
+            counts = mx.zeros((vocab,), dtype=logits.dtype).at[generated].add(1)
+            logits = logits - freq * counts - pres * (counts > 0).astype(logits.dtype)
+        return logits
+
+    return apply
+
+
+def _min_tokens(min_tokens: int, banned: Iterable[int]) -> LogitsProcessor | None:
+    banned = sorted(set(banned))
+    if min_tokens <= 0 or not banned:
+        return None
+    index = mx.array(banned)
+    steps = [0]
+
+    def apply(_tokens: mx.array, logits: mx.array) -> mx.array:
+        # Called once per generated token, in order.
+        steps[0] += 1
+        if steps[0] > min_tokens:
+            return logits
+        return logits.at[:, index].add(-float("inf"))
+
+    return apply
+
+
+def _logit_bias(bias: dict[int, float] | None) -> LogitsProcessor | None:
+    if not bias:
+        return None
+    index = mx.array(list(bias.keys()))
+    values = mx.array(list(bias.values()), dtype=mx.float32)
+
+    def apply(_tokens: mx.array, logits: mx.array) -> mx.array:
+        return logits.at[:, index].add(values.astype(logits.dtype))
+
+    return apply
+
+
+def make_logits_processors(params: SamplingParams, stop_ids: Iterable[int]) -> list[LogitsProcessor]:
+    """Processors for one request, in the order vLLM applies them."""
+    procs = [_logit_bias(params.logit_bias), _penalties(params), _min_tokens(params.min_tokens, stop_ids)]
+    return [p for p in procs if p is not None]

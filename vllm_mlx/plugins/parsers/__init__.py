@@ -1,0 +1,1 @@
+"""Generic parser implementations that family plugins register under their own names."""

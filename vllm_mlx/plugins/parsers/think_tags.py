@@ -1,0 +1,80 @@
+"""Reasoning parser for models that wrap their reasoning in start/end tags
+(``<think>...</think>`` for Qwen3 and DeepSeek-R1)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..interfaces import ReasoningParser
+from .text_scan import split_safe
+
+
+class ThinkTagReasoningParser(ReasoningParser):
+    """Text before ``start`` is content; text between the tags is reasoning.
+
+    If the prompt already ends inside an open reasoning block (the chat
+    template emitted the start tag), or ``implicit_start`` is set and the
+    output does not begin with the tag, output starts in reasoning and only the
+    end tag switches to content. An unfinished block stays reasoning.
+    """
+
+    name = "think_tags"
+    start = "<think>"
+    end = "</think>"
+    implicit_start = False
+
+    def __init__(self, tokenizer: Any, prompt_ids: list[int] | None = None, **options: Any):
+        super().__init__(tokenizer, prompt_ids, **options)
+        self.state = "begin"
+        self.buf = ""
+        if prompt_ids and self._prompt_opens_block(prompt_ids):
+            self.state = "reasoning_begin"
+
+    def _prompt_opens_block(self, prompt_ids: list[int]) -> bool:
+        tail = self.tokenizer.decode(prompt_ids[-8:])
+        open_at, close_at = tail.rfind(self.start), tail.rfind(self.end)
+        return open_at != -1 and open_at > close_at
+
+    def feed(self, text: str) -> tuple[str, str]:
+        self.buf += text
+        reasoning, content = [], []
+        while self.buf:
+            if self.state == "begin":
+                head = self.buf.lstrip()
+                if head.startswith(self.start):
+                    self.buf, self.state = head[len(self.start):], "reasoning_begin"
+                elif head and self.start.startswith(head):
+                    break  # may still become the start tag
+                elif not head:
+                    break  # only whitespace so far
+                else:
+                    self.state = "reasoning" if self.implicit_start else "content"
+            elif self.state == "reasoning_begin":
+                self.buf = self.buf.lstrip()
+                if self.buf:
+                    self.state = "reasoning"
+            elif self.state == "reasoning":
+                at = self.buf.find(self.end)
+                if at != -1:
+                    reasoning.append(self.buf[:at].rstrip())
+                    self.buf, self.state = self.buf[at + len(self.end):], "after_reasoning"
+                else:
+                    safe, self.buf = split_safe(self.buf, self.end)
+                    reasoning.append(safe)
+                    break
+            elif self.state == "after_reasoning":
+                self.buf = self.buf.lstrip()
+                if self.buf:
+                    self.state = "content"
+            else:
+                content.append(self.buf)
+                self.buf = ""
+        return "".join(reasoning), "".join(content)
+
+    def finish(self) -> tuple[str, str]:
+        buf, self.buf = self.buf, ""
+        if self.state in ("reasoning", "reasoning_begin"):
+            return buf, ""
+        if self.state == "begin":
+            return "", buf
+        return "", buf

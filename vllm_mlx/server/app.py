@@ -1,0 +1,36 @@
+"""Build the Litestar application around a running engine."""
+
+from __future__ import annotations
+
+import time
+
+from litestar import Litestar
+from litestar.config.cors import CORSConfig
+
+from .auth import api_key_middleware
+from .errors import EXCEPTION_HANDLERS
+from .routes.chat import chat_completions
+from .routes.completions import completions
+from .routes.health import health, metrics
+from .routes.models import get_model, list_models
+from .state import ServerState
+
+
+def create_app(state: ServerState) -> Litestar:
+    state.started_at = state.started_at or time.time()
+    middleware = [api_key_middleware(state.settings.api_key)] if state.settings.api_key else []
+
+    def on_shutdown() -> None:
+        state.engine.engine.shutdown()
+
+    app = Litestar(
+        route_handlers=[chat_completions, completions, list_models, get_model, health, metrics],
+        exception_handlers=EXCEPTION_HANDLERS,
+        middleware=middleware,
+        cors_config=CORSConfig(allow_origins=["*"]),
+        on_shutdown=[on_shutdown],
+        openapi_config=None,
+        debug=False,
+    )
+    app.state.server = state
+    return app

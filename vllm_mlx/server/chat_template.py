@@ -1,0 +1,91 @@
+"""Render chat messages into prompt token ids with the model's chat template."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import msgspec
+
+from .errors import bad_request
+from .schemas.chat import ChatCompletionRequest, ChatMessage
+
+ROLES = {"system", "developer", "user", "assistant", "tool"}
+
+
+def _content_text(msg: ChatMessage, index: int) -> str | list[dict[str, Any]] | None:
+    content = msg.content
+    if content is None or isinstance(content, str):
+        return content
+    parts = []
+    for part in content:
+        kind = part.get("type")
+        if kind == "text" and isinstance(part.get("text"), str):
+            parts.append({"type": "text", "text": part["text"]})
+        elif kind in ("image_url", "input_image", "image", "video_url", "input_audio"):
+            raise bad_request(f"messages[{index}]: content of type {kind!r} needs a vision or audio model; "
+                              "this model reads text only", param="messages")
+        else:
+            raise bad_request(f"messages[{index}]: unknown content part type {kind!r}", param="messages")
+    return parts
+
+
+def to_template_messages(messages: list[ChatMessage]) -> list[dict[str, Any]]:
+    if not messages:
+        raise bad_request("messages must contain at least one message", param="messages")
+    out = []
+    for i, msg in enumerate(messages):
+        if msg.role not in ROLES:
+            raise bad_request(f"messages[{i}].role {msg.role!r} is not one of: " + ", ".join(sorted(ROLES)),
+                              param="messages")
+        item: dict[str, Any] = {"role": "system" if msg.role == "developer" else msg.role,
+                                "content": _content_text(msg, i)}
+        if msg.role == "user" and item["content"] is None:
+            raise bad_request(f"messages[{i}]: a user message needs content", param="messages")
+        if msg.name is not None:
+            item["name"] = msg.name
+        if msg.tool_calls:
+            item["tool_calls"] = [
+                {"id": tc.id, "type": "function", "function": {
+                    "name": tc.function.name,
+                    "arguments": _arguments(tc.function.arguments, i)}}
+                for tc in msg.tool_calls
+            ]
+        if msg.tool_call_id is not None:
+            item["tool_call_id"] = msg.tool_call_id
+        if msg.reasoning_content is not None:
+            item["reasoning_content"] = msg.reasoning_content
+        out.append(item)
+    return out
+
+
+def _arguments(arguments: str | dict, index: int) -> dict:
+    """Templates expect arguments as a mapping (they ``tojson`` it)."""
+    if isinstance(arguments, dict):
+        return arguments
+    try:
+        value = json.loads(arguments) if arguments.strip() else {}
+    except ValueError:
+        raise bad_request(f"messages[{index}].tool_calls: function.arguments is not valid JSON",
+                          param="messages") from None
+    return value if isinstance(value, dict) else {"value": value}
+
+
+def render_chat(tokenizer, req: ChatCompletionRequest, default_kwargs: dict[str, Any]) -> list[int]:
+    messages = to_template_messages(req.messages)
+    tools = [msgspec.to_builtins(t) for t in req.tools] if req.tools and req.tool_choice != "none" else None
+    kwargs = dict(default_kwargs)
+    kwargs.update(req.chat_template_kwargs or {})
+    if getattr(tokenizer, "chat_template", None) is None and not getattr(tokenizer, "has_chat_template", False):
+        text = "".join(f"{m['role']}: {m['content'] or ''}\n" for m in messages) + "assistant:"
+        return tokenizer.encode(text)
+    try:
+        text = tokenizer.apply_chat_template(
+            messages, tools=tools, tokenize=False,
+            add_generation_prompt=req.add_generation_prompt and not req.continue_final_message,
+            continue_final_message=req.continue_final_message, **kwargs)
+    except Exception as exc:  # template errors (role order, missing fields) are the caller's
+        raise bad_request(f"The chat template could not render these messages: {exc}", param="messages") from None
+    if not isinstance(text, str):
+        raise bad_request("The chat template did not produce text", param="messages")
+    return tokenizer.encode(text, add_special_tokens=False)

@@ -1,0 +1,82 @@
+"""Every error leaves the server in OpenAI's shape:
+``{"error": {"message", "type", "param", "code"}}`` with a 4xx/5xx status."""
+
+from __future__ import annotations
+
+import logging
+import re
+
+import msgspec
+from litestar import Request, Response
+from litestar.exceptions import HTTPException
+
+log = logging.getLogger("vllm_mlx.server")
+
+_TYPES = {400: "invalid_request_error", 401: "authentication_error", 403: "permission_error",
+          404: "not_found_error", 405: "invalid_request_error", 413: "invalid_request_error",
+          422: "invalid_request_error", 429: "rate_limit_error", 503: "service_unavailable"}
+
+
+class APIError(Exception):
+    def __init__(self, status: int, message: str, *, param: str | None = None, code: str | None = None,
+                 type: str | None = None):
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.param = param
+        self.code = code
+        self.type = type or _TYPES.get(status, "server_error" if status >= 500 else "invalid_request_error")
+
+
+def bad_request(message: str, param: str | None = None, code: str | None = None) -> APIError:
+    return APIError(400, message, param=param, code=code)
+
+
+def error_body(err: APIError) -> bytes:
+    return msgspec.json.encode(
+        {"error": {"message": err.message, "type": err.type, "param": err.param, "code": err.code}}
+    )
+
+
+def error_response(err: APIError) -> Response:
+    return Response(content=error_body(err), status_code=err.status, media_type="application/json")
+
+
+_AT = re.compile(r" - at `\$\.?([^`]*)`$")
+
+
+def from_decode_error(exc: msgspec.MsgspecError) -> APIError:
+    """Turn a msgspec decode/validation error into a 400 naming the field."""
+    text = str(exc)
+    if isinstance(exc, msgspec.DecodeError) and not isinstance(exc, msgspec.ValidationError):
+        return bad_request(f"Request body is not valid JSON: {text}", code="invalid_json")
+    match = _AT.search(text)
+    param = None
+    if match:
+        param = re.sub(r"\[\d+\]", "", match.group(1)).split(".")[0] or None
+        text = text[: match.start()] + f" at `{match.group(1)}`"
+    return bad_request(f"Invalid request: {text}", param=param)
+
+
+def handle_api_error(_: Request, exc: APIError) -> Response:
+    return error_response(exc)
+
+
+def handle_http_exception(_: Request, exc: HTTPException) -> Response:
+    status = exc.status_code
+    message = exc.detail or "error"
+    if status == 404:
+        message = "Not found: no such route"
+    return error_response(APIError(status, message))
+
+
+def handle_unexpected(request: Request, exc: Exception) -> Response:
+    log.exception("unhandled error on %s %s", request.method, request.url.path)
+    return error_response(APIError(500, f"Internal server error: {type(exc).__name__}", type="server_error"))
+
+
+EXCEPTION_HANDLERS = {
+    APIError: handle_api_error,
+    HTTPException: handle_http_exception,
+    Exception: handle_unexpected,
+}

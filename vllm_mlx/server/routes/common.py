@@ -1,0 +1,59 @@
+"""Helpers every generation route uses."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from typing import TypeVar
+
+import msgspec
+from litestar import Request
+
+from ..errors import APIError, bad_request, from_decode_error
+from ..state import ServerState
+
+T = TypeVar("T")
+MAX_BODY = 64 * 1024 * 1024
+
+
+async def decode_body(request: Request, kind: type[T]) -> T:
+    body = await request.body()
+    if len(body) > MAX_BODY:
+        raise APIError(413, "Request body too large")
+    if not body.strip():
+        raise bad_request("Request body is empty; send a JSON object", code="invalid_json")
+    try:
+        return msgspec.json.decode(body, type=kind)
+    except msgspec.MsgspecError as exc:
+        raise from_decode_error(exc) from None
+
+
+def server_state(request: Request) -> ServerState:
+    return request.app.state.server
+
+
+def check_model(state: ServerState, name: str | None) -> None:
+    if not state.accepts_model(name):
+        raise APIError(404, f"The model `{name}` does not exist. This server serves "
+                            f"`{state.settings.served_model_name}` (alias `default`).",
+                       param="model", code="model_not_found")
+
+
+def check_prompt_ids(ids: list[int], vocab_size: int, param: str) -> None:
+    if not ids:
+        raise bad_request("The prompt is empty", param=param)
+    for t in ids:
+        if not 0 <= t < vocab_size:
+            raise bad_request(f"Token id {t} is outside the vocabulary (0..{vocab_size - 1})", param=param)
+
+
+def new_id(prefix: str) -> str:
+    return f"{prefix}-{uuid.uuid4().hex}"
+
+
+def now() -> int:
+    return int(time.time())
+
+
+def engine_error(message: str | None) -> APIError:
+    return APIError(500, message or "generation failed", type="server_error", code="engine_error")

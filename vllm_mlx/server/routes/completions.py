@@ -1,0 +1,139 @@
+"""POST /v1/completions"""
+
+from __future__ import annotations
+
+from typing import Any, AsyncIterator
+
+import msgspec
+from litestar import Request, Response, post
+from litestar.response import Stream
+
+from ...core import SamplingParams, SequenceResult
+from ...core.output import LogprobEntry, SequenceDelta
+from ..errors import APIError, bad_request
+from ..sampling import resolve_max_tokens, to_sampling_params
+from ..schemas.common import Usage
+from ..schemas.completions import Completion, CompletionChoice, CompletionLogprobs, CompletionRequest
+from ..streaming import DONE, SSE_HEADERS, sse, sse_error
+from .common import check_model, check_prompt_ids, decode_body, engine_error, new_id, now, server_state
+
+
+def _prompts(req: CompletionRequest, tokenizer, vocab_size: int) -> list[tuple[str | None, list[int]]]:
+    p = req.prompt
+    if isinstance(p, str):
+        items: list = [p]
+    elif p and all(isinstance(x, int) for x in p):
+        items = [p]
+    elif all(isinstance(x, (str, list)) for x in p):
+        items = list(p)
+    else:
+        raise bad_request("prompt must be a string, a list of token ids, or a list of either", param="prompt")
+    if not items:
+        raise bad_request("prompt must not be empty", param="prompt")
+    if len(items) > 64:
+        raise bad_request("At most 64 prompts per request", param="prompt")
+    out = []
+    for item in items:
+        if isinstance(item, str):
+            ids = tokenizer.encode(item)
+            out.append((item, ids))
+        else:
+            check_prompt_ids(item, vocab_size, "prompt")
+            out.append((None, list(item)))
+        if not out[-1][1]:
+            raise bad_request("The prompt is empty", param="prompt")
+    return out
+
+
+@post("/v1/completions", status_code=200)
+async def completions(request: Request) -> Any:
+    state = server_state(request)
+    req = await decode_body(request, CompletionRequest)
+    check_model(state, req.model)
+    if req.suffix:
+        raise bad_request("suffix is not supported", param="suffix")
+    engine = state.engine
+    prompts = _prompts(req, engine.tokenizer, engine.engine.vocab_size)
+    if req.stream and len(prompts) > 1:
+        raise bad_request("Streaming supports a single prompt per request", param="prompt")
+    requested = req.max_tokens if req.max_tokens is not None else 16
+    jobs = []
+    for text, ids in prompts:
+        max_tokens = resolve_max_tokens(requested, len(ids), state.settings.max_model_len, default=None)
+        params = to_sampling_params(req, max_tokens=max_tokens, logprobs=req.logprobs,
+                                    vocab_size=engine.engine.vocab_size, defaults=state.settings.sampling_defaults)
+        jobs.append((text, ids, params))
+    rid = new_id("cmpl")
+    model = req.model or state.settings.served_model_name
+    if req.stream:
+        text, ids, params = jobs[0]
+        echo = (text if text is not None else engine.tokenizer.decode(ids)) if req.echo else ""
+        gen = engine.generate(ids, params, request_id=rid)
+        include_usage = bool(req.stream_options and req.stream_options.include_usage)
+        return Stream(stream_completion(gen, rid, model, params, len(ids), include_usage, echo),
+                      media_type="text/event-stream", headers=SSE_HEADERS)
+    choices, prompt_tokens, completion_tokens = [], 0, 0
+    for p_index, (text, ids, params) in enumerate(jobs):
+        results: list[SequenceResult] = await engine.generate_all(ids, params, request_id=f"{rid}-{p_index}")
+        prompt_tokens += len(ids)
+        echo = (text if text is not None else engine.tokenizer.decode(ids)) if req.echo else ""
+        for r in results:
+            if r.finish_reason == "error":
+                raise engine_error(r.error)
+            completion_tokens += len(r.token_ids)
+            choices.append(CompletionChoice(index=len(choices), text=echo + r.text,
+                                            logprobs=_logprobs(r.logprobs, len(echo)),
+                                            finish_reason=r.finish_reason, stop_reason=r.stop_reason))
+    body = Completion(id=rid, created=now(), model=model, choices=choices,
+                      usage=Usage(prompt_tokens=prompt_tokens, completion_tokens=completion_tokens,
+                                  total_tokens=prompt_tokens + completion_tokens))
+    return Response(content=msgspec.json.encode(body), media_type="application/json")
+
+
+def _logprobs(entries: list[LogprobEntry] | None, offset: int) -> CompletionLogprobs | None:
+    if entries is None:
+        return None
+    out = CompletionLogprobs(tokens=[], token_logprobs=[], top_logprobs=[], text_offset=[])
+    for e in entries:
+        out.tokens.append(e.token)
+        out.token_logprobs.append(e.logprob)
+        out.top_logprobs.append({t: lp for t, lp, _ in e.top})
+        out.text_offset.append(offset)
+        offset += len(e.token)
+    return out
+
+
+async def stream_completion(gen: AsyncIterator[SequenceDelta], rid: str, model: str, params: SamplingParams,
+                            prompt_len: int, include_usage: bool, echo: str) -> AsyncIterator[bytes]:
+    created = now()
+    tokens = [0] * params.n
+    offsets = [len(echo)] * params.n
+    try:
+        if echo:
+            for i in range(params.n):
+                yield sse(Completion(id=rid, created=created, model=model,
+                                     choices=[CompletionChoice(index=i, text=echo)]))
+        async for d in gen:
+            if d.finish_reason == "error":
+                yield sse_error(engine_error(d.error))
+                break
+            tokens[d.index] = d.num_tokens
+            logprobs = _logprobs(d.logprobs, offsets[d.index])
+            if logprobs is not None:
+                offsets[d.index] += sum(len(t) for t in logprobs.tokens)
+            if not d.text and d.finish_reason is None and logprobs is None:
+                continue
+            yield sse(Completion(id=rid, created=created, model=model, choices=[CompletionChoice(
+                index=d.index, text=d.text, logprobs=logprobs, finish_reason=d.finish_reason,
+                stop_reason=d.stop_reason)]))
+        else:
+            if include_usage:
+                total = sum(tokens)
+                yield sse(Completion(id=rid, created=created, model=model, choices=[],
+                                     usage=Usage(prompt_tokens=prompt_len, completion_tokens=total,
+                                                 total_tokens=prompt_len + total)))
+    except APIError as exc:
+        yield sse_error(exc)
+    finally:
+        await gen.aclose()
+    yield DONE

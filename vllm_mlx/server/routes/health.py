@@ -1,0 +1,73 @@
+"""GET /health and GET /metrics (Prometheus text, vLLM's metric names)."""
+
+from __future__ import annotations
+
+import time
+
+import msgspec
+from litestar import Request, Response, get
+
+from ...core.metrics import Histogram
+from .common import server_state
+
+
+@get("/health")
+async def health(request: Request) -> Response:
+    state = server_state(request)
+    core = state.engine.engine
+    ok = core.state == "running"
+    body = {
+        "status": "ok" if ok else "unavailable",
+        "model": state.settings.served_model_name,
+        "kind": state.loaded.kind,
+        "demo": state.loaded.is_demo,
+        "engine": {
+            "state": core.state,
+            "running": core.num_running,
+            "waiting": core.num_waiting,
+            "steps": core.counters.steps,
+            "errors": len(core.counters.errors),
+        },
+        "uptime_s": round(time.time() - state.started_at, 1),
+    }
+    return Response(content=msgspec.json.encode(body), media_type="application/json",
+                    status_code=200 if ok else 503)
+
+
+def _histogram(lines: list[str], name: str, help_text: str, hist: Histogram, label: str) -> None:
+    lines.append(f"# HELP {name} {help_text}")
+    lines.append(f"# TYPE {name} histogram")
+    for bound, count in hist.cumulative():
+        lines.append(f'{name}_bucket{{{label},le="{bound}"}} {count}')
+    lines.append(f"{name}_sum{{{label}}} {hist.total}")
+    lines.append(f"{name}_count{{{label}}} {hist.count}")
+
+
+@get("/metrics")
+async def metrics(request: Request) -> Response:
+    state = server_state(request)
+    core = state.engine.engine
+    m = state.engine.metrics
+    label = f'model_name="{state.settings.served_model_name}"'
+    lines = [
+        "# HELP vllm:num_requests_running Number of requests in the running batch.",
+        "# TYPE vllm:num_requests_running gauge",
+        f"vllm:num_requests_running{{{label}}} {core.num_running}",
+        "# HELP vllm:num_requests_waiting Number of requests waiting to join the batch.",
+        "# TYPE vllm:num_requests_waiting gauge",
+        f"vllm:num_requests_waiting{{{label}}} {core.num_waiting}",
+        "# HELP vllm:prompt_tokens_total Prompt tokens processed.",
+        "# TYPE vllm:prompt_tokens_total counter",
+        f"vllm:prompt_tokens_total{{{label}}} {m.prompt_tokens}",
+        "# HELP vllm:generation_tokens_total Tokens generated.",
+        "# TYPE vllm:generation_tokens_total counter",
+        f"vllm:generation_tokens_total{{{label}}} {m.generation_tokens}",
+        "# HELP vllm:request_success_total Finished requests, by finish reason.",
+        "# TYPE vllm:request_success_total counter",
+    ]
+    for reason, count in sorted(m.finished.items()):
+        lines.append(f'vllm:request_success_total{{{label},finished_reason="{reason}"}} {count}')
+    _histogram(lines, "vllm:time_to_first_token_seconds", "Time to first token.", m.ttft, label)
+    _histogram(lines, "vllm:inter_token_latency_seconds", "Time between output tokens.", m.itl, label)
+    _histogram(lines, "vllm:e2e_request_latency_seconds", "Request latency, arrival to finish.", m.e2e, label)
+    return Response(content="\n".join(lines) + "\n", media_type="text/plain; version=0.0.4")

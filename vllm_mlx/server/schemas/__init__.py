@@ -1,0 +1,1 @@
+"""OpenAI wire schemas, every one a ``msgspec.Struct``."""

@@ -1,0 +1,36 @@
+"""What the routes share: the engine front, the model, names and settings."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..core import AsyncEngine
+from ..plugins.interfaces import LoadedModel
+
+
+@dataclass
+class ServerSettings:
+    served_model_name: str
+    api_key: str | None = None
+    max_model_len: int = 4096
+    reasoning_parser: str | None = None
+    tool_call_parser: str | None = None
+    enable_auto_tool_choice: bool = False
+    default_chat_template_kwargs: dict[str, Any] = field(default_factory=dict)
+    aliases: tuple[str, ...] = ()
+    sampling_defaults: dict[str, Any] = field(default_factory=dict)  # from generation_config.json
+
+
+@dataclass
+class ServerState:
+    engine: AsyncEngine
+    loaded: LoadedModel
+    settings: ServerSettings
+    reasoning_parser_cls: type | None = None
+    tool_parser_cls: type | None = None
+    started_at: float = 0.0
+
+    def accepts_model(self, name: str | None) -> bool:
+        return name is None or name == "default" or name == self.settings.served_model_name \
+            or name in self.settings.aliases

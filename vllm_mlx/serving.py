@@ -1,0 +1,80 @@
+"""The Python API behind ``vllm-mlx serve``: load a model, start an engine, build the app."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+from .core import AsyncEngine, Engine, EngineConfig
+from .model_source import load_model, sampling_defaults
+from .plugins import PluginError, PluginManager
+from .server import ServerSettings, ServerState, create_app
+
+log = logging.getLogger("vllm_mlx")
+
+
+@dataclass
+class ServeOptions:
+    model: str | None = None
+    host: str = "127.0.0.1"
+    port: int = 8000
+    api_key: str | None = None
+    served_model_name: str | None = None
+    max_num_seqs: int = 64
+    max_model_len: int | None = None
+    prefill_step_size: int = 512
+    plugins: list[str] = field(default_factory=list)
+    reasoning_parser: str | None = None
+    tool_call_parser: str | None = None
+    enable_auto_tool_choice: bool = False
+    default_chat_template_kwargs: dict[str, Any] = field(default_factory=dict)
+    log_level: str = "info"
+
+
+def build_state(opts: ServeOptions, plugins: PluginManager | None = None) -> ServerState:
+    """Load plugins and the model, start the engine; returns what ``create_app`` needs."""
+    plugins = plugins or PluginManager(extra=opts.plugins)
+    loaded = load_model(opts.model, plugins)
+    if loaded.kind != "llm":
+        raise PluginError(f"{loaded.path} is a {loaded.kind} model ({loaded.loader} loader); "
+                          "this version serves text models (llm) only")
+    reasoning = opts.reasoning_parser or loaded.default_reasoning_parser
+    tools = opts.tool_call_parser or loaded.default_tool_parser
+    auto_tools = opts.enable_auto_tool_choice or loaded.is_demo or (
+        opts.tool_call_parser is None and loaded.default_tool_parser is not None)
+    reasoning_cls = plugins.reasoning_parser(reasoning) if reasoning else None
+    tool_cls = plugins.tool_parser(tools) if tools else None
+    context = loaded.context_length or 4096
+    max_model_len = min(opts.max_model_len or context, context) if opts.max_model_len else context
+    engine = Engine(loaded.model, loaded.tokenizer, EngineConfig(
+        max_num_seqs=opts.max_num_seqs, prefill_step_size=opts.prefill_step_size, max_model_len=max_model_len,
+    )).start()
+    name = opts.served_model_name or (
+        "vllm-mlx-demo" if loaded.is_demo and opts.model is None else (opts.model or str(loaded.path)))
+    settings = ServerSettings(
+        served_model_name=name,
+        api_key=opts.api_key,
+        max_model_len=max_model_len,
+        reasoning_parser=reasoning,
+        tool_call_parser=tools,
+        enable_auto_tool_choice=auto_tools,
+        default_chat_template_kwargs=dict(opts.default_chat_template_kwargs),
+        aliases=tuple(a for a in {opts.model, str(loaded.path)} if a and a != name),
+        sampling_defaults=sampling_defaults(loaded.path),
+    )
+    if loaded.is_demo:
+        log.warning("serving the built-in DEMO model %s: a tiny network trained on a few scripted "
+                    "conversations, not a real assistant. Pass a model to serve a real one.", loaded.path)
+    log.info("model %s (%s loader), context %d, reasoning parser %s, tool parser %s",
+             name, loaded.loader, max_model_len, reasoning, tools)
+    return ServerState(engine=AsyncEngine(engine), loaded=loaded, settings=settings)
+
+
+def serve(opts: ServeOptions) -> None:
+    import uvicorn
+
+    state = build_state(opts)
+    app = create_app(state)
+    uvicorn.run(app, host=opts.host, port=opts.port, log_level=opts.log_level, access_log=False,
+                timeout_graceful_shutdown=5)
