@@ -1,10 +1,121 @@
-"""``vllm-mlx bench``: load benchmarks that print JSON."""
+"""``vllm-mlx bench``: load benchmarks that print JSON (the logic lives in ``vllm_mlx.bench``)."""
 
 from __future__ import annotations
+
+import sys
 
 import click
 
 
+def _conc_list(ctx, param, value: str) -> list[int]:
+    try:
+        levels = [int(x) for x in value.split(",") if x.strip()]
+    except ValueError:
+        raise click.BadParameter("expected comma-separated integers, e.g. 1,5,16,64") from None
+    if not levels or any(c < 1 for c in levels):
+        raise click.BadParameter("each concurrency must be at least 1")
+    return levels
+
+
+def _common(fn):
+    """Options every bench command takes."""
+    opts = [
+        click.option("--conc", default="1,5,16,64", show_default=True, callback=_conc_list,
+                     help="Concurrency levels (requests in flight), comma-separated; one JSON line each."),
+        click.option("--requests", default=0, type=click.IntRange(0),
+                     help="Requests per level (default: max(2*conc, 4))."),
+        click.option("--max-tokens", default=128, show_default=True, type=click.IntRange(1),
+                     help="Output tokens per request."),
+        click.option("--label", default="", help="Free text copied into every JSON line."),
+        click.option("--json-out", default=None, type=click.Path(dir_okay=False),
+                     help="Also append the JSON lines to this file."),
+    ]
+    for opt in reversed(opts):
+        fn = opt(fn)
+    return fn
+
+
+def _reporter(json_out):
+    from ..bench import Reporter
+
+    return Reporter(json_out, echo=lambda line: click.echo(line))
+
+
 @click.group()
 def bench() -> None:
-    """Benchmarks: against a running server (serve) or in-process (engine)."""
+    """Benchmarks: against a running server (serve), in-process (engine), or mlx-lm alone (raw).
+
+    Each prints one JSON line per concurrency level with aggregate output tok/s,
+    TTFT p50/p99 and inter-token p50 (ms). Greedy, and every request makes exactly
+    --max-tokens tokens (end-of-sequence ignored), so the three modes do the same work.
+    """
+
+
+@bench.command("serve")
+@click.option("--url", default="http://127.0.0.1:8000", show_default=True, help="Server base URL (no /v1).")
+@click.option("--model", default="default", show_default=True, help="The 'model' field of each request.")
+@_common
+@click.option("--prompt-words", default=64, show_default=True, type=click.IntRange(1),
+              help="Words per prompt (seeded random words: different per request, same every run).")
+@click.option("--api-key", envvar="VLLM_MLX_API_KEY", default=None, help="Sent as 'Authorization: Bearer KEY'.")
+@click.option("--seed", default=1, show_default=True, type=int, help="Prompt seed.")
+@click.option("--ignore-eos/--no-ignore-eos", default=True, show_default=True,
+              help="Send ignore_eos so every request makes exactly --max-tokens tokens "
+                   "(turn off for servers that reject it).")
+@click.option("--timeout", default=600.0, show_default=True, type=click.FloatRange(min=1),
+              help="Per-request connect/read timeout in seconds; a request past it counts as an error.")
+def serve_cmd(url, model, conc, requests, max_tokens, label, json_out, prompt_words, api_key, seed, ignore_eos,
+              timeout):
+    """Stream /v1/chat/completions from a running server at each concurrency level."""
+    from ..bench import ServeBenchConfig, serve_bench
+
+    cfg = ServeBenchConfig(url=url, model=model, conc=conc, requests=requests, max_tokens=max_tokens,
+                           prompt_words=prompt_words, api_key=api_key or None, label=label, seed=seed,
+                           ignore_eos=ignore_eos, timeout=timeout)
+    serve_bench(cfg, _reporter(json_out))
+
+
+@bench.command("engine")
+@click.argument("model")
+@_common
+@click.option("--prompt-words", default=64, show_default=True, type=click.IntRange(1),
+              help="Words per prompt (the same prompts `bench serve` sends).")
+@click.option("--max-num-seqs", default=64, show_default=True, type=click.IntRange(1, 4096),
+              help="The engine's batch limit (as `vllm-mlx serve --max-num-seqs`).")
+@click.option("--seed", default=1, show_default=True, type=int, help="Prompt seed.")
+@click.option("--ignore-eos/--no-ignore-eos", default=True, show_default=True,
+              help="Ignore end-of-sequence so every request makes exactly --max-tokens tokens.")
+def engine_cmd(model, conc, requests, max_tokens, label, json_out, prompt_words, max_num_seqs, seed, ignore_eos):
+    """Run the same load in-process through Engine + AsyncEngine (no HTTP) on MODEL."""
+    from ..bench import BenchError, EngineBenchConfig, engine_bench
+    from ..model_source import ModelSourceError
+    from ..plugins import PluginError
+
+    cfg = EngineBenchConfig(model=model, conc=conc, requests=requests, max_tokens=max_tokens,
+                            prompt_words=prompt_words, max_num_seqs=max_num_seqs, label=label, seed=seed,
+                            ignore_eos=ignore_eos)
+    try:
+        engine_bench(cfg, _reporter(json_out))
+    except (BenchError, ModelSourceError, PluginError) as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(2)
+
+
+@bench.command("raw")
+@click.argument("model")
+@_common
+@click.option("--prompt-tokens", default=80, show_default=True, type=click.IntRange(1),
+              help="Random token ids per prompt (no chat template in this mode).")
+def raw_cmd(model, conc, requests, max_tokens, label, json_out, prompt_tokens):
+    """The ceiling: mlx-lm's BatchGenerator on MODEL with no engine, server or detokenizer."""
+    from ..bench import BenchError, RawBenchConfig, raw_bench
+    from ..model_source import ModelSourceError
+    from ..plugins import PluginError
+
+    cfg = RawBenchConfig(model=model, conc=conc, requests=requests, max_tokens=max_tokens,
+                         prompt_tokens=prompt_tokens, label=label)
+    try:
+        raw_bench(cfg, _reporter(json_out))
+    except (BenchError, ModelSourceError, PluginError) as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(2)

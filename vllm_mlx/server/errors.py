@@ -43,6 +43,7 @@ def error_response(err: APIError) -> Response:
 
 
 _AT = re.compile(r" - at `\$\.?([^`]*)`$")
+_MISSING = re.compile(r"missing required field `([^`]+)`")
 
 
 def from_decode_error(exc: msgspec.MsgspecError) -> APIError:
@@ -55,6 +56,9 @@ def from_decode_error(exc: msgspec.MsgspecError) -> APIError:
     if match:
         param = re.sub(r"\[\d+\]", "", match.group(1)).split(".")[0] or None
         text = text[: match.start()] + f" at `{match.group(1)}`"
+    missing = _MISSING.search(text)
+    if param is None and missing:
+        param = missing.group(1)
     return bad_request(f"Invalid request: {text}", param=param)
 
 

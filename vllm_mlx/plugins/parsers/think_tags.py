@@ -59,8 +59,10 @@ class ThinkTagReasoningParser(ReasoningParser):
                     reasoning.append(self.buf[:at].rstrip())
                     self.buf, self.state = self.buf[at + len(self.end):], "after_reasoning"
                 else:
-                    safe, self.buf = split_safe(self.buf, self.end)
-                    reasoning.append(safe)
+                    safe, held = split_safe(self.buf, self.end)
+                    kept = safe.rstrip()  # whitespace right before the end tag is not reasoning
+                    reasoning.append(kept)
+                    self.buf = safe[len(kept):] + held
                     break
             elif self.state == "after_reasoning":
                 self.buf = self.buf.lstrip()

@@ -1,0 +1,86 @@
+"""Session fixtures: model folders built once, real servers on loopback ports."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+from model_factory import build_random_model  # noqa: E402
+from server_process import ServerProcess  # noqa: E402
+
+API_KEY = "sk-test-key"
+
+
+@pytest.fixture(scope="session")
+def random_model_dir(tmp_path_factory) -> Path:
+    return build_random_model(tmp_path_factory.mktemp("models") / "random-qwen3")
+
+
+@pytest.fixture(scope="session")
+def demo_cache_dir(tmp_path_factory) -> Path:
+    return Path(os.environ.get("VLLM_MLX_TEST_DEMO_CACHE") or tmp_path_factory.mktemp("demo-cache"))
+
+
+@pytest.fixture(scope="session")
+def demo_model_dir(demo_cache_dir) -> Path:
+    from vllm_mlx.demo import ensure_demo_model
+
+    return ensure_demo_model(demo_cache_dir)
+
+
+@pytest.fixture(scope="session")
+def mlx_model(random_model_dir):
+    """The random model loaded with plain mlx-lm, for reference outputs."""
+    from mlx_lm import load
+
+    return load(str(random_model_dir))
+
+
+def _start(tmp_path_factory, name: str, args: list[str], env: dict | None = None) -> ServerProcess:
+    log = tmp_path_factory.mktemp("logs") / f"{name}.log"
+    return ServerProcess(args, env=env, log_path=log).wait_ready()
+
+
+@pytest.fixture(scope="session")
+def server(random_model_dir, tmp_path_factory):
+    """The random model behind the real server, with an API key and a small context."""
+    srv = _start(tmp_path_factory, "random", [str(random_model_dir), "--api-key", API_KEY,
+                                              "--served-model-name", "random-qwen3", "--max-model-len", "512",
+                                              "--max-num-seqs", "32"])
+    yield srv
+    srv.stop()
+
+
+@pytest.fixture(scope="session")
+def demo_server(demo_model_dir, demo_cache_dir, tmp_path_factory):
+    """`vllm-mlx serve` with no model: the demo model from the (test) user cache."""
+    srv = _start(tmp_path_factory, "demo", [], env={"VLLM_MLX_CACHE_DIR": str(demo_cache_dir)})
+    yield srv
+    srv.stop()
+
+
+@pytest.fixture(scope="session")
+def client(server):
+    from openai import OpenAI
+
+    return OpenAI(base_url=server.url + "/v1", api_key=API_KEY, max_retries=0, timeout=60)
+
+
+@pytest.fixture(scope="session")
+def async_client_factory(server):
+    """Make an AsyncOpenAI client inside the event loop that will use it."""
+    from openai import AsyncOpenAI
+
+    return lambda: AsyncOpenAI(base_url=server.url + "/v1", api_key=API_KEY, max_retries=0, timeout=120)
+
+
+@pytest.fixture(scope="session")
+def demo_client(demo_server):
+    from openai import OpenAI
+
+    return OpenAI(base_url=demo_server.url + "/v1", api_key="unused", max_retries=0, timeout=60)

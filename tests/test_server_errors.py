@@ -1,0 +1,159 @@
+"""Bad input gets a 4xx in OpenAI's error shape, never a 500 or a hang; auth; health; metrics."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import httpx
+import pytest
+
+from conftest import API_KEY
+
+AUTH = {"Authorization": f"Bearer {API_KEY}"}
+OK_MSG = [{"role": "user", "content": "hi"}]
+
+
+def post(server, path, body, headers=AUTH, raw=None):
+    content = raw if raw is not None else json.dumps(body)
+    return httpx.post(server.url + path, content=content, headers={**headers, "Content-Type": "application/json"},
+                      timeout=30)
+
+
+def assert_openai_error(resp, status, param=None):
+    assert resp.status_code == status, resp.text
+    err = resp.json()["error"]
+    assert set(err) == {"message", "type", "param", "code"}
+    assert isinstance(err["message"], str) and err["message"]
+    if param is not None:
+        assert err["param"] == param
+    return err
+
+
+@pytest.mark.parametrize("body,param", [
+    ({"messages": []}, "messages"),
+    ({"messages": [{"role": "wizard", "content": "x"}]}, "messages"),
+    ({"messages": "hello"}, "messages"),
+    ({"messages": [{"content": "no role"}]}, "messages"),
+    ({"messages": OK_MSG, "max_tokens": -5}, "max_tokens"),
+    ({"messages": OK_MSG, "max_tokens": "ten"}, "max_tokens"),
+    ({"messages": OK_MSG, "n": 0}, "n"),
+    ({"messages": OK_MSG, "temperature": -1}, "temperature"),
+    ({"messages": OK_MSG, "top_p": 5}, "top_p"),
+    ({"messages": OK_MSG, "logit_bias": {"abc": 1}}, "logit_bias"),
+    ({"messages": OK_MSG, "logit_bias": {"99999999": 1}}, "logit_bias"),
+    ({"messages": OK_MSG, "top_logprobs": 3}, "top_logprobs"),
+    ({"messages": OK_MSG, "logprobs": True, "top_logprobs": 50}, "logprobs"),
+    ({"messages": OK_MSG, "stop": 5}, "stop"),
+    ({"messages": [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "x"}}]}]}, "messages"),
+    ({}, "messages"),
+])
+def test_chat_bad_input_is_400(server, body, param):
+    assert_openai_error(post(server, "/v1/chat/completions", body), 400, param)
+
+
+@pytest.mark.parametrize("raw", ["{not json", "", "[1, 2]", "null"])
+def test_malformed_body_is_400(server, raw):
+    assert_openai_error(post(server, "/v1/chat/completions", None, raw=raw), 400)
+
+
+@pytest.mark.parametrize("body,param", [
+    ({"prompt": []}, "prompt"),
+    ({"prompt": [5, -1]}, "prompt"),
+    ({"prompt": [5, 10 ** 9]}, "prompt"),
+    ({"prompt": "x", "max_tokens": 0}, "max_tokens"),
+    ({"prompt": [{"a": 1}]}, "prompt"),
+])
+def test_completion_bad_input_is_400(server, body, param):
+    assert_openai_error(post(server, "/v1/completions", body), 400, param)
+
+
+def test_unknown_model_is_404(server):
+    err = assert_openai_error(post(server, "/v1/chat/completions", {"model": "gpt-9", "messages": OK_MSG}), 404)
+    assert err["code"] == "model_not_found"
+
+
+def test_prompt_longer_than_context_is_rejected_at_once(server):
+    long = "fox " * 2000  # the server runs with --max-model-len 512
+    t0 = time.monotonic()
+    err = assert_openai_error(post(server, "/v1/chat/completions", {"messages": [{"role": "user", "content": long}]}),
+                              400)
+    assert time.monotonic() - t0 < 5
+    assert "context length" in err["message"] and err["code"] == "context_length_exceeded"
+    err = assert_openai_error(post(server, "/v1/chat/completions", {"messages": OK_MSG, "max_tokens": 100000}), 400,
+                              "max_tokens")
+
+
+def test_api_key_required_on_v1_but_not_health(server):
+    assert_openai_error(httpx.get(server.url + "/v1/models"), 401)
+    assert_openai_error(httpx.get(server.url + "/v1/models", headers={"Authorization": "Bearer wrong"}), 401)
+    assert httpx.get(server.url + "/v1/models", headers=AUTH).status_code == 200
+    health = httpx.get(server.url + "/health").json()
+    assert health["status"] == "ok" and health["model"] == "random-qwen3" and health["kind"] == "llm"
+    assert health["engine"]["state"] == "running"
+
+
+def test_openai_client_sees_auth_error(server):
+    from openai import AuthenticationError, OpenAI
+
+    bad = OpenAI(base_url=server.url + "/v1", api_key="nope", max_retries=0)
+    with pytest.raises(AuthenticationError):
+        bad.models.list()
+
+
+def test_unknown_route_is_openai_404(server):
+    assert_openai_error(httpx.get(server.url + "/v1/nothing", headers=AUTH), 404)
+
+
+def test_models_list(client):
+    ids = [m.id for m in client.models.list().data]
+    assert ids == ["random-qwen3"]
+
+
+def metric(server, name):
+    text = httpx.get(server.url + "/metrics").text
+    for line in text.splitlines():
+        if line.startswith(name + "{") or line.startswith(name + " "):
+            return float(line.rsplit(" ", 1)[1])
+    raise AssertionError(f"{name} not in /metrics")
+
+
+def test_metrics_count_tokens_and_latency(server, client):
+    before = metric(server, "vllm:generation_tokens_total")
+    client.chat.completions.create(model="default", messages=OK_MSG, max_tokens=5, temperature=0,
+                                   extra_body={"ignore_eos": True})
+    assert metric(server, "vllm:generation_tokens_total") == before + 5
+    assert metric(server, "vllm:time_to_first_token_seconds_count") >= 1
+    assert metric(server, "vllm:inter_token_latency_seconds_count") >= 4
+    assert metric(server, "vllm:num_requests_running") == 0
+
+
+def test_client_disconnect_cancels_the_request(server):
+    body = {"messages": OK_MSG, "max_tokens": 400, "stream": True, "ignore_eos": True, "temperature": 0}
+    aborted_before = _finished(server, "abort")
+    with httpx.Client(timeout=30) as http:
+        with http.stream("POST", server.url + "/v1/chat/completions", json=body, headers=AUTH) as resp:
+            assert resp.status_code == 200
+            for n, _ in enumerate(resp.iter_lines()):
+                if n > 6:
+                    break
+        # leaving the block closes the connection mid-stream
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline and metric(server, "vllm:num_requests_running") > 0:
+        time.sleep(0.02)
+    assert metric(server, "vllm:num_requests_running") == 0
+    assert _finished(server, "abort") == aborted_before + 1
+    assert metric(server, "vllm:generation_tokens_total") >= 0
+
+
+def _finished(server, reason):
+    text = httpx.get(server.url + "/metrics").text
+    for line in text.splitlines():
+        if line.startswith("vllm:request_success_total") and f'finished_reason="{reason}"' in line:
+            return float(line.rsplit(" ", 1)[1])
+    return 0.0
+
+
+def test_engine_survives_the_bad_inputs(client):
+    r = client.chat.completions.create(model="default", messages=OK_MSG, max_tokens=3, temperature=0)
+    assert r.choices[0].finish_reason in ("length", "stop")

@@ -1,0 +1,149 @@
+"""``bench serve``: an HTTP load generator for any OpenAI-compatible chat server.
+
+Each request streams ``/v1/chat/completions`` greedily; at most ``conc`` are in
+flight at once (a semaphore), over one pooled httpx client. Output tokens come
+from the final usage chunk (``stream_options.include_usage``); TTFT is the time
+from sending the request to the first chunk that carries output, and the
+inter-token latency is the gap between successive output chunks of a request.
+Failed requests (non-200, an error event, a dropped or truncated stream) are
+counted in ``errors`` and leave the token count; they never stop the run.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+import time
+from dataclasses import dataclass, field
+from typing import Callable
+
+from .prompts import WARMUP_TEXT, make_texts
+from .stats import RequestStats, requests_for, summarize
+
+OUTPUT_FIELDS = ("content", "reasoning_content", "reasoning", "tool_calls")
+
+
+@dataclass
+class ServeBenchConfig:
+    url: str = "http://127.0.0.1:8000"
+    model: str = "default"
+    conc: list[int] = field(default_factory=lambda: [1, 5, 16, 64])
+    requests: int = 0  # 0: max(2 * conc, 4) per level
+    max_tokens: int = 128
+    prompt_words: int = 64
+    api_key: str | None = None
+    label: str = ""
+    seed: int = 1
+    ignore_eos: bool = True
+    timeout: float = 600.0  # seconds; httpx connect/read/write limit per request
+    warmup: bool = True
+
+
+def request_body(cfg: ServeBenchConfig, text: str, max_tokens: int) -> dict:
+    body = {
+        "model": cfg.model,
+        "messages": [{"role": "user", "content": text}],
+        "max_tokens": max_tokens,
+        "temperature": 0.0,
+        "stream": True,
+        "stream_options": {"include_usage": True},
+    }
+    if cfg.ignore_eos:
+        body["ignore_eos"] = True
+    return body
+
+
+async def stream_one(client, url: str, body: dict, headers: dict) -> RequestStats:
+    """Send one streaming chat request; never raises (failures land in ``.error``)."""
+    stats = RequestStats(start=time.perf_counter())
+    chunks = 0
+    usage = None
+    finished = False
+    done = False
+    try:
+        async with client.stream("POST", url, json=body, headers=headers) as resp:
+            if resp.status_code != 200:
+                await resp.aread()
+                stats.error = f"http {resp.status_code}"
+                return stats
+            async for line in resp.aiter_lines():
+                if not line.startswith("data:"):
+                    continue
+                data = line[5:].strip()
+                if data == "[DONE]":
+                    done = True
+                    break
+                event = json.loads(data)
+                if event.get("error"):
+                    err = event["error"]
+                    stats.error = "stream error: " + str(err.get("message", err) if isinstance(err, dict) else err)
+                    return stats
+                if event.get("usage"):
+                    usage = event["usage"]
+                carried = False
+                for choice in event.get("choices") or ():
+                    delta = choice.get("delta") or {}
+                    if any(delta.get(k) for k in OUTPUT_FIELDS):
+                        carried = True
+                    if choice.get("finish_reason"):
+                        finished = True
+                if carried:
+                    stats.mark(time.perf_counter())
+                    chunks += 1
+    except Exception as exc:  # noqa: BLE001 - dropped connections, timeouts, bad JSON: all count as errors
+        stats.error = type(exc).__name__
+        return stats
+    if not (finished or done):
+        stats.error = "truncated stream"
+        return stats
+    if usage and isinstance(usage.get("completion_tokens"), int):
+        stats.tokens = usage["completion_tokens"]
+        stats.prompt_tokens = usage.get("prompt_tokens")
+    else:
+        stats.tokens = chunks
+        stats.prompt_tokens = None
+        stats.usage_missing = True
+    return stats
+
+
+async def run_level(client, cfg: ServeBenchConfig, conc: int, headers: dict) -> dict:
+    url = cfg.url.rstrip("/") + "/v1/chat/completions"
+    if cfg.warmup:
+        warm = await stream_one(client, url, request_body(cfg, WARMUP_TEXT, min(8, cfg.max_tokens)), headers)
+        if warm.error:
+            print(f"warning: warm-up request failed ({warm.error})", file=sys.stderr, flush=True)
+    texts = make_texts(requests_for(conc, cfg.requests), cfg.prompt_words, cfg.seed)
+    sem = asyncio.Semaphore(conc)
+
+    async def limited(text: str) -> RequestStats:
+        async with sem:
+            return await stream_one(client, url, request_body(cfg, text, cfg.max_tokens), headers)
+
+    t0 = time.perf_counter()
+    results = await asyncio.gather(*(limited(t) for t in texts))
+    wall = time.perf_counter() - t0
+    record = summarize(results, conc=conc, wall=wall, label=cfg.label, mode="serve")
+    if any(r.usage_missing for r in results if r.ok):
+        record["out_tokens_from"] = "chunks"  # the server sent no usage chunk
+    return record
+
+
+async def run_serve_bench(cfg: ServeBenchConfig, report: Callable[[dict], None]) -> list[dict]:
+    """Run every concurrency level in order; ``report`` gets each level's record as it finishes."""
+    import httpx
+
+    headers = {"Authorization": f"Bearer {cfg.api_key}"} if cfg.api_key else {}
+    top = max(cfg.conc)
+    limits = httpx.Limits(max_connections=top + 4, max_keepalive_connections=top + 4)
+    records = []
+    async with httpx.AsyncClient(timeout=httpx.Timeout(cfg.timeout), limits=limits) as client:
+        for conc in cfg.conc:
+            record = await run_level(client, cfg, conc, headers)
+            report(record)
+            records.append(record)
+    return records
+
+
+def serve_bench(cfg: ServeBenchConfig, report: Callable[[dict], None]) -> list[dict]:
+    return asyncio.run(run_serve_bench(cfg, report))
