@@ -18,7 +18,7 @@ API_KEY = "sk-test-key"
 
 @pytest.fixture(scope="session")
 def random_model_dir(tmp_path_factory) -> Path:
-    return build_random_model(tmp_path_factory.mktemp("models") / "random-qwen3")
+    return build_random_model(tmp_path_factory.mktemp("models") / "random-llama")
 
 
 @pytest.fixture(scope="session")
@@ -50,7 +50,7 @@ def _start(tmp_path_factory, name: str, args: list[str], env: dict | None = None
 def server(random_model_dir, tmp_path_factory):
     """The random model behind the real server, with an API key and a small context."""
     srv = _start(tmp_path_factory, "random", [str(random_model_dir), "--api-key", API_KEY,
-                                              "--served-model-name", "random-qwen3", "--max-model-len", "512",
+                                              "--served-model-name", "random-llama", "--max-model-len", "512",
                                               "--max-num-seqs", "32"])
     yield srv
     srv.stop()

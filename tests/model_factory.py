@@ -36,7 +36,9 @@ def build_tokenizer(out: Path, vocab_size: int) -> int:
 
 
 def build_random_model(out: Path, *, hidden: int = 64, layers: int = 2, vocab: int = 1024, seed: int = 0,
-                       max_len: int = 2048) -> Path:
+                       max_len: int = 2048, arch: str = "llama") -> Path:
+    """A random model; ``llama`` by default so no family plugin adds parsers that
+    would reshape its (random) output."""
     import mlx.core as mx
     from mlx.utils import tree_flatten
     from mlx_lm.utils import _get_classes
@@ -52,11 +54,13 @@ def build_random_model(out: Path, *, hidden: int = 64, layers: int = 2, vocab: i
 
     eos = Tokenizer.from_file(str(out / "tokenizer.json")).token_to_id("<|im_end|>")
     config = {
-        "model_type": "qwen3", "vocab_size": vocab_size, "hidden_size": hidden, "num_hidden_layers": layers,
+        "model_type": arch, "vocab_size": vocab_size, "hidden_size": hidden, "num_hidden_layers": layers,
         "intermediate_size": hidden * 2, "num_attention_heads": 4, "num_key_value_heads": 2,
         "head_dim": hidden // 4, "rms_norm_eps": 1e-6, "max_position_embeddings": max_len,
         "rope_theta": 10000.0, "tie_word_embeddings": False, "eos_token_id": eos, "torch_dtype": "float32",
     }
+    if arch == "llama":
+        config.update(attention_bias=False, mlp_bias=False)
     model_cls, args_cls = _get_classes(config)
     mx.random.seed(seed)
     model = model_cls(args_cls.from_dict(config))

@@ -23,7 +23,7 @@ def reference_text(mlx_model, messages, max_tokens):
 
 
 def test_non_streaming_matches_mlx_lm(client, mlx_model):
-    r = client.chat.completions.create(model="random-qwen3", messages=MSG, max_tokens=20, temperature=0)
+    r = client.chat.completions.create(model="random-llama", messages=MSG, max_tokens=20, temperature=0)
     ref, prompt_len = reference_text(mlx_model, MSG, 20)
     assert r.choices[0].message.content == ref
     assert r.choices[0].message.role == "assistant"

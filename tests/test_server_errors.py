@@ -89,7 +89,7 @@ def test_api_key_required_on_v1_but_not_health(server):
     assert_openai_error(httpx.get(server.url + "/v1/models", headers={"Authorization": "Bearer wrong"}), 401)
     assert httpx.get(server.url + "/v1/models", headers=AUTH).status_code == 200
     health = httpx.get(server.url + "/health").json()
-    assert health["status"] == "ok" and health["model"] == "random-qwen3" and health["kind"] == "llm"
+    assert health["status"] == "ok" and health["model"] == "random-llama" and health["kind"] == "llm"
     assert health["engine"]["state"] == "running"
 
 
@@ -107,7 +107,7 @@ def test_unknown_route_is_openai_404(server):
 
 def test_models_list(client):
     ids = [m.id for m in client.models.list().data]
-    assert ids == ["random-qwen3"]
+    assert ids == ["random-llama"]
 
 
 def metric(server, name):

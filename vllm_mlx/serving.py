@@ -68,7 +68,8 @@ def build_state(opts: ServeOptions, plugins: PluginManager | None = None) -> Ser
                     "conversations, not a real assistant. Pass a model to serve a real one.", loaded.path)
     log.info("model %s (%s loader), context %d, reasoning parser %s, tool parser %s",
              name, loaded.loader, max_model_len, reasoning, tools)
-    return ServerState(engine=AsyncEngine(engine), loaded=loaded, settings=settings)
+    return ServerState(engine=AsyncEngine(engine), loaded=loaded, settings=settings,
+                       reasoning_parser_cls=reasoning_cls, tool_parser_cls=tool_cls)
 
 
 def serve(opts: ServeOptions) -> None:

@@ -11,15 +11,16 @@ from __future__ import annotations
 import random
 from typing import Any
 
-# Plain lowercase English words: each is a handful of BPE tokens at most, so a
-# prompt of N words is roughly N to 2N tokens for any tokenizer.
+# Plain lowercase English words (one token each in a real LLM vocabulary; about
+# 2.4 tokens each in the small random-weight test models' 4k-8k vocabularies,
+# which matches the reference load generator's prompt length there).
 WORDS: tuple[str, ...] = tuple("""
-apple bridge candle dance eagle fabric garden harbor island jacket kettle ladder
-meadow needle ocean pepper quartz rabbit saddle timber umbrella valley wagon
-yellow zebra anchor basket copper desert ember forest glacier hammer ivory jungle
-lemon marble nickel orchard pebble quiet ribbon silver tunnel velvet window
-amber breeze cobalt drift engine falcon granite hollow lantern mirror north
-paper river stone thunder winter cloud seven market pixel rapid orange
+window pixel table field metal number object square system value world model
+apple candle dance needle timber desert ember forest hollow stone winter seven
+chair light green storm smoke story signal corner flower mother nature summer
+ticket travel breeze lantern bridge eagle garden harbor island jacket kettle
+ladder ocean pepper river paper silver quiet rapid orange market cloud engine
+mirror north thunder copper marble valley meadow fabric zebra glacier
 """.split())
 
 WARMUP_TEXT = "Say hello."

@@ -3,8 +3,9 @@
 No engine thread, no event loop, no detokenizer: one Python loop calls
 ``BatchGenerator.next()`` and keeps exactly ``conc`` sequences in flight (a new
 one is inserted as soon as one finishes, like the semaphore of the other
-modes). Prompts are ``prompt_tokens`` random token ids (no chat template), the
-decoding is greedy with no stop tokens, so every sequence makes ``max_tokens``
+modes). Prompts are ``prompt_tokens`` random token ids (no chat template), or,
+with ``prompt_words``, the very token ids ``bench engine`` feeds the engine (the
+same texts through the chat template), for an exact like-for-like. Decoding is greedy with no stop tokens, so every sequence makes ``max_tokens``
 tokens. TTFT counts from a sequence's insertion to the step that returns its
 first token; the inter-token gaps are between the steps that return its tokens.
 """
@@ -17,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from .engine import load_llm
-from .prompts import random_token_prompts
+from .prompts import make_texts, random_token_prompts, render_chat_prompt
 from .stats import RequestStats, requests_for, summarize
 
 WARMUP_TOKENS = 4
@@ -30,10 +31,11 @@ class RawBenchConfig:
     requests: int = 0  # 0: max(2 * conc, 4) per level
     max_tokens: int = 128
     prompt_tokens: int = 80
+    prompt_words: int | None = None  # set: use bench engine's chat-rendered prompts instead of random ids
     prefill_batch_size: int = 8  # the engine's default
     prefill_step_size: int = 512  # the engine's default
     label: str = ""
-    seed: int = 0
+    seed: int = 1
     warmup: bool = True
 
 
@@ -80,6 +82,12 @@ def vocab_size(model: Any, tokenizer: Any) -> int:
     return size if isinstance(size, int) and size > 0 else len(tokenizer)
 
 
+def make_prompts(cfg: RawBenchConfig, count: int, seed: int, tokenizer: Any, vocab: int) -> list[list[int]]:
+    if cfg.prompt_words:
+        return [render_chat_prompt(tokenizer, t) for t in make_texts(count, cfg.prompt_words, seed)]
+    return random_token_prompts(count, cfg.prompt_tokens, vocab, seed)
+
+
 def raw_bench(cfg: RawBenchConfig, report: Callable[[dict], None], loaded: Any = None) -> list[dict]:
     from mlx_lm.generate import BatchGenerator
 
@@ -93,10 +101,10 @@ def raw_bench(cfg: RawBenchConfig, report: Callable[[dict], None], loaded: Any =
                              prefill_step_size=cfg.prefill_step_size)
         try:
             if cfg.warmup:  # one short sequence, then one untimed round at this batch size
-                warm = random_token_prompts(conc + 1, cfg.prompt_tokens, vocab, cfg.seed + 1000)
+                warm = make_prompts(cfg, conc + 1, cfg.seed + 1000, loaded.tokenizer, vocab)
                 run_closed_loop(gen, warm[:1], min(WARMUP_TOKENS, cfg.max_tokens), 1)
                 run_closed_loop(gen, warm[1:], min(WARMUP_TOKENS, cfg.max_tokens), conc)
-            prompts = random_token_prompts(requests_for(conc, cfg.requests), cfg.prompt_tokens, vocab, cfg.seed)
+            prompts = make_prompts(cfg, requests_for(conc, cfg.requests), cfg.seed, loaded.tokenizer, vocab)
             results, wall = run_closed_loop(gen, prompts, cfg.max_tokens, conc)
         finally:
             gen.close()

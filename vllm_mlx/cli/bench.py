@@ -106,14 +106,18 @@ def engine_cmd(model, conc, requests, max_tokens, label, json_out, prompt_words,
 @_common
 @click.option("--prompt-tokens", default=80, show_default=True, type=click.IntRange(1),
               help="Random token ids per prompt (no chat template in this mode).")
-def raw_cmd(model, conc, requests, max_tokens, label, json_out, prompt_tokens):
+@click.option("--prompt-words", default=None, type=click.IntRange(1),
+              help="Instead of random ids, use the exact prompts `bench engine --prompt-words N` uses "
+                   "(same texts through the chat template): a like-for-like ceiling.")
+@click.option("--seed", default=1, show_default=True, type=int, help="Prompt seed.")
+def raw_cmd(model, conc, requests, max_tokens, label, json_out, prompt_tokens, prompt_words, seed):
     """The ceiling: mlx-lm's BatchGenerator on MODEL with no engine, server or detokenizer."""
     from ..bench import BenchError, RawBenchConfig, raw_bench
     from ..model_source import ModelSourceError
     from ..plugins import PluginError
 
     cfg = RawBenchConfig(model=model, conc=conc, requests=requests, max_tokens=max_tokens,
-                         prompt_tokens=prompt_tokens, label=label)
+                         prompt_tokens=prompt_tokens, prompt_words=prompt_words, label=label, seed=seed)
     try:
         raw_bench(cfg, _reporter(json_out))
     except (BenchError, ModelSourceError, PluginError) as exc:
