@@ -8,6 +8,8 @@ from pathlib import Path
 
 import pytest
 
+import vllm_mlx  # noqa: F401  (first: lets it pick OpenBLAS before mlx is imported)
+
 sys.path.insert(0, str(Path(__file__).parent))
 
 from model_factory import build_random_model  # noqa: E402
