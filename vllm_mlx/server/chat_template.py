@@ -5,8 +5,6 @@ from __future__ import annotations
 import json
 from typing import Any
 
-import msgspec
-
 from .errors import bad_request
 from .schemas.chat import ChatCompletionRequest, ChatMessage
 
@@ -71,9 +69,21 @@ def _arguments(arguments: str | dict, index: int) -> dict:
     return value if isinstance(value, dict) else {"value": value}
 
 
+def check_tools(tools: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    for i, tool in enumerate(tools):
+        fn = tool.get("function")
+        if tool.get("type", "function") != "function" or not isinstance(fn, dict):
+            raise bad_request(f"tools[{i}] must be {{'type': 'function', 'function': {{...}}}}", param="tools")
+        if not isinstance(fn.get("name"), str) or not fn["name"]:
+            raise bad_request(f"tools[{i}].function.name must be a non-empty string", param="tools")
+        if fn.get("parameters") is not None and not isinstance(fn["parameters"], dict):
+            raise bad_request(f"tools[{i}].function.parameters must be a JSON Schema object", param="tools")
+    return tools
+
+
 def render_chat(tokenizer, req: ChatCompletionRequest, default_kwargs: dict[str, Any]) -> list[int]:
     messages = to_template_messages(req.messages)
-    tools = [msgspec.to_builtins(t) for t in req.tools] if req.tools and req.tool_choice != "none" else None
+    tools = check_tools(req.tools) if req.tools and req.tool_choice != "none" else None
     kwargs = dict(default_kwargs)
     kwargs.update(req.chat_template_kwargs or {})
     if getattr(tokenizer, "chat_template", None) is None and not getattr(tokenizer, "has_chat_template", False):

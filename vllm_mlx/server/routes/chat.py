@@ -62,7 +62,7 @@ def make_parsers(state: ServerState, req: ChatCompletionRequest, prompt_ids: lis
     if reasoning_cls is None and tool_cls is None:
         return None
     tokenizer = state.engine.tokenizer
-    tools = [msgspec.to_builtins(t) for t in req.tools] if tool_cls else None
+    tools = req.tools if tool_cls else None
 
     def factory(_index: int):
         return (reasoning_cls(tokenizer, prompt_ids) if reasoning_cls else None,

@@ -1,0 +1,43 @@
+"""The command line: help texts, and clear one-line errors for models that cannot be had."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+
+def cli(*args, env=None):
+    return subprocess.run([sys.executable, "-m", "vllm_mlx.cli.main", *args], capture_output=True, text=True,
+                          timeout=120, env={**os.environ, **(env or {})})
+
+
+def test_help_lists_commands_and_flags():
+    top = cli("--help")
+    assert top.returncode == 0 and all(c in top.stdout for c in ("serve", "plugins", "bench"))
+    serve = cli("serve", "--help")
+    for flag in ("--host", "--port", "--api-key", "--served-model-name", "--max-num-seqs", "--max-model-len",
+                 "--plugin", "--reasoning-parser", "--tool-call-parser", "--enable-auto-tool-choice",
+                 "--default-chat-template-kwargs", "--log-level"):
+        assert flag in serve.stdout
+    assert cli("plugins", "--help").returncode == 0
+    assert cli("bench", "--help").returncode == 0
+
+
+def test_offline_hub_id_gives_a_one_line_error(tmp_path):
+    out = cli("serve", "some-org/some-model-that-is-not-cached", "--port", "1",
+              env={"HF_HUB_OFFLINE": "1", "HF_HOME": str(tmp_path)})
+    assert out.returncode == 2
+    lines = [line for line in out.stderr.splitlines() if line.strip()]
+    assert lines[-1].startswith("error: cannot download 'some-org/some-model-that-is-not-cached'")
+    assert "offline" in lines[-1]
+
+
+def test_folder_without_config_is_rejected(tmp_path):
+    out = cli("serve", str(tmp_path), "--port", "1")
+    assert out.returncode == 2 and "no config.json" in out.stderr
+
+
+def test_bad_default_chat_template_kwargs_is_a_usage_error(tmp_path):
+    out = cli("serve", str(tmp_path), "--default-chat-template-kwargs", "[1]")
+    assert out.returncode == 2 and "JSON object" in out.stderr
