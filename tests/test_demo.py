@@ -13,12 +13,12 @@ BY_NAME = {s["name"]: s for s in SCRIPTS}
 
 
 def ask(client, script, **kw):
-    extra = {}
+    if script.get("tools"):
+        kw["tools"] = script["tools"]
     if script.get("chat_template_kwargs"):
-        extra["chat_template_kwargs"] = script["chat_template_kwargs"]
-    return client.chat.completions.create(model="default", messages=script["messages"],
-                                          tools=script.get("tools") or None if "tools" in script else None,
-                                          max_tokens=200, temperature=0, extra_body=extra or None, **kw)
+        kw["extra_body"] = {"chat_template_kwargs": script["chat_template_kwargs"]}
+    return client.chat.completions.create(model="default", messages=script["messages"], max_tokens=200,
+                                          temperature=0, **kw)
 
 
 def test_models_list_says_demo(demo_client, demo_server):

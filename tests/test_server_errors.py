@@ -157,3 +157,15 @@ def _finished(server, reason):
 def test_engine_survives_the_bad_inputs(client):
     r = client.chat.completions.create(model="default", messages=OK_MSG, max_tokens=3, temperature=0)
     assert r.choices[0].finish_reason in ("length", "stop")
+
+
+def test_non_streaming_client_that_gives_up_frees_its_slot(server):
+    body = {"messages": OK_MSG, "max_tokens": 495, "ignore_eos": True, "temperature": 0}
+    aborted_before = _finished(server, "abort")
+    with pytest.raises(httpx.ReadTimeout):
+        httpx.post(server.url + "/v1/chat/completions", json=body, headers=AUTH, timeout=0.3)
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline and metric(server, "vllm:num_requests_running") > 0:
+        time.sleep(0.02)
+    assert metric(server, "vllm:num_requests_running") == 0
+    assert _finished(server, "abort") == aborted_before + 1

@@ -28,6 +28,10 @@ class APIError(Exception):
         self.type = type or _TYPES.get(status, "server_error" if status >= 500 else "invalid_request_error")
 
 
+class ClientGone(Exception):
+    """The client disconnected before its (non-streaming) reply was ready."""
+
+
 def bad_request(message: str, param: str | None = None, code: str | None = None) -> APIError:
     return APIError(400, message, param=param, code=code)
 
@@ -74,6 +78,11 @@ def handle_http_exception(_: Request, exc: HTTPException) -> Response:
     return error_response(APIError(status, message))
 
 
+def handle_client_gone(_: Request, exc: ClientGone) -> Response:
+    # Nobody reads this; 499 is the conventional "client closed request" code.
+    return Response(content=b"", status_code=499)
+
+
 def handle_unexpected(request: Request, exc: Exception) -> Response:
     log.exception("unhandled error on %s %s", request.method, request.url.path)
     return error_response(APIError(500, f"Internal server error: {type(exc).__name__}", type="server_error"))
@@ -82,5 +91,6 @@ def handle_unexpected(request: Request, exc: Exception) -> Response:
 EXCEPTION_HANDLERS = {
     APIError: handle_api_error,
     HTTPException: handle_http_exception,
+    ClientGone: handle_client_gone,
     Exception: handle_unexpected,
 }

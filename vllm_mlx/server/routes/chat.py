@@ -8,7 +8,7 @@ from litestar import Request, Response, post
 from litestar.response import Stream
 import msgspec
 
-from ...core import SamplingParams
+from ...core import SamplingParams, SequenceResult
 from ...core.output import LogprobEntry, SequenceDelta
 from ..chat_template import render_chat
 from ..errors import APIError, bad_request
@@ -20,7 +20,7 @@ from ..schemas.chat import (
 from ..schemas.common import Usage
 from ..state import ServerState
 from ..streaming import DONE, SSE_HEADERS, sse, sse_error
-from .common import check_model, decode_body, engine_error, new_id, now, server_state
+from .common import check_model, decode_body, engine_error, new_id, now, server_state, unless_disconnected
 
 
 @post("/v1/chat/completions", status_code=200)
@@ -45,7 +45,7 @@ async def chat_completions(request: Request) -> Any:
         include_usage = bool(req.stream_options and req.stream_options.include_usage)
         return Stream(stream_chat(gen, rid, model, params, len(prompt_ids), include_usage),
                       media_type="text/event-stream", headers=SSE_HEADERS)
-    return await complete_chat(gen, rid, model, params, len(prompt_ids))
+    return await unless_disconnected(request, complete_chat(gen, rid, model, params, len(prompt_ids)))
 
 
 def make_parsers(state: ServerState, req: ChatCompletionRequest, prompt_ids: list[int]):
@@ -93,11 +93,12 @@ def _logprobs(entries: list[LogprobEntry] | None) -> ChoiceLogprobs | None:
 
 async def complete_chat(gen: AsyncIterator[SequenceDelta], rid: str, model: str, params: SamplingParams,
                         prompt_len: int) -> Response:
-    from ...core import SequenceResult
-
     results = [SequenceResult(i) for i in range(params.n)]
-    async for delta in gen:
-        results[delta.index].add(delta)
+    try:
+        async for delta in gen:
+            results[delta.index].add(delta)
+    finally:
+        await gen.aclose()
     choices = []
     completion_tokens = 0
     for r in results:

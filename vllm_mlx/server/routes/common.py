@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 import uuid
-from typing import TypeVar
+from typing import Awaitable, TypeVar
 
 import msgspec
 from litestar import Request
 
-from ..errors import APIError, bad_request, from_decode_error
+from ..errors import APIError, ClientGone, bad_request, from_decode_error
 from ..state import ServerState
 
 T = TypeVar("T")
@@ -57,3 +58,27 @@ def now() -> int:
 
 def engine_error(message: str | None) -> APIError:
     return APIError(500, message or "generation failed", type="server_error", code="engine_error")
+
+
+async def unless_disconnected(request: Request, work: Awaitable[T]) -> T:
+    """Await ``work`` but cancel it as soon as the client disconnects, so an
+    abandoned non-streaming request stops generating (streaming responses get
+    the same from Litestar, which cancels the stream on disconnect)."""
+    task = asyncio.ensure_future(work)
+
+    async def watch() -> None:
+        while (await request.receive())["type"] != "http.disconnect":
+            pass
+
+    watcher = asyncio.ensure_future(watch())
+    try:
+        done, _ = await asyncio.wait({task, watcher}, return_when=asyncio.FIRST_COMPLETED)
+    except asyncio.CancelledError:
+        task.cancel()
+        watcher.cancel()
+        raise
+    if task in done:
+        watcher.cancel()
+        return task.result()
+    task.cancel()
+    raise ClientGone()

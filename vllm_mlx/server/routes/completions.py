@@ -2,20 +2,23 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any, AsyncIterator
 
 import msgspec
 from litestar import Request, Response, post
 from litestar.response import Stream
 
-from ...core import SamplingParams, SequenceResult
+from ...core import SamplingParams
 from ...core.output import LogprobEntry, SequenceDelta
 from ..errors import APIError, bad_request
 from ..sampling import resolve_max_tokens, to_sampling_params
 from ..schemas.common import Usage
 from ..schemas.completions import Completion, CompletionChoice, CompletionLogprobs, CompletionRequest
 from ..streaming import DONE, SSE_HEADERS, sse, sse_error
-from .common import check_model, check_prompt_ids, decode_body, engine_error, new_id, now, server_state
+from .common import (
+    check_model, check_prompt_ids, decode_body, engine_error, new_id, now, server_state, unless_disconnected,
+)
 
 
 def _prompts(req: CompletionRequest, tokenizer, vocab_size: int) -> list[tuple[str | None, list[int]]]:
@@ -72,9 +75,10 @@ async def completions(request: Request) -> Any:
         include_usage = bool(req.stream_options and req.stream_options.include_usage)
         return Stream(stream_completion(gen, rid, model, params, len(ids), include_usage, echo),
                       media_type="text/event-stream", headers=SSE_HEADERS)
+    outcomes = await unless_disconnected(request, asyncio.gather(
+        *(engine.generate_all(ids, params, request_id=f"{rid}-{i}") for i, (_, ids, params) in enumerate(jobs))))
     choices, prompt_tokens, completion_tokens = [], 0, 0
-    for p_index, (text, ids, params) in enumerate(jobs):
-        results: list[SequenceResult] = await engine.generate_all(ids, params, request_id=f"{rid}-{p_index}")
+    for (text, ids, params), results in zip(jobs, outcomes):
         prompt_tokens += len(ids)
         echo = (text if text is not None else engine.tokenizer.decode(ids)) if req.echo else ""
         for r in results:
