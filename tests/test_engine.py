@@ -131,3 +131,21 @@ def test_closing_the_stream_frees_the_slot(engine, mlx_model):
     while engine.num_running and time.monotonic() < deadline:
         time.sleep(0.01)
     assert engine.num_running == 0 and engine.num_waiting == 0
+
+
+def test_unusable_prompt_fails_alone(engine, mlx_model):
+    tok = mlx_model[1]
+    good = prompts(tok, 1, seed=8)[0]
+
+    async def go():
+        ae = AsyncEngine(engine)
+        return await asyncio.gather(
+            ae.generate_all([], SamplingParams(max_tokens=4)),
+            ae.generate_all([10 ** 8], SamplingParams(max_tokens=4)),
+            ae.generate_all(good, SamplingParams(max_tokens=4, temperature=0.0, ignore_eos=True)))
+
+    empty, out_of_vocab, fine = run(go())
+    assert empty[0].finish_reason == "error" and "empty" in empty[0].error
+    assert out_of_vocab[0].finish_reason == "error" and "vocabulary" in out_of_vocab[0].error
+    assert fine[0].finish_reason == "length" and len(fine[0].token_ids) == 4
+    assert engine.counters.errors == []

@@ -71,7 +71,10 @@ class AsyncEngine:
         with its ``index``); the last delta of each sequence has ``finish_reason``.
 
         Closing the iterator early (client gone) aborts the unfinished sequences.
+        Raises ``ParamError`` for out-of-range settings; a prompt the engine cannot
+        run (empty, ids outside the vocabulary) ends with ``finish_reason="error"``.
         """
+        params.validate()
         request_id = request_id or uuid.uuid4().hex
         sink = self._sink()
         queue: asyncio.Queue = asyncio.Queue()

@@ -108,6 +108,7 @@ class Engine:
             self.model,
             self.eos_token_ids,
             max_num_seqs=self.config.max_num_seqs,
+            vocab_size=self.vocab_size,
             prefill_batch_size=self.config.prefill_batch_size,
             prefill_step_size=self.config.prefill_step_size,
             stream=stream,
@@ -160,7 +161,7 @@ class Engine:
                 by_sink[id(req.sink)] = (req.sink, [ev])
             else:
                 entry[1].append(ev)
-        self.counters.generation_tokens += len(events)
+        self.counters.generation_tokens += sum(1 for _, ev in events if ev.token_id is not None)
         self.counters.requests_finished += finished
         self._hand_over(by_sink)
 

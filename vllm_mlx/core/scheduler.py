@@ -38,6 +38,7 @@ class Scheduler:
         eos_token_ids: set[int],
         *,
         max_num_seqs: int = 64,
+        vocab_size: int = 0,
         prefill_batch_size: int = 8,
         prefill_step_size: int = 512,
         stream: mx.Stream | None = None,
@@ -45,6 +46,7 @@ class Scheduler:
         self.model = model
         self.eos_token_ids = set(eos_token_ids)
         self.max_num_seqs = max_num_seqs
+        self.vocab_size = vocab_size
         self._make_generator = lambda: BatchGenerator(
             model,
             completion_batch_size=max_num_seqs,
@@ -84,11 +86,20 @@ class Scheduler:
                 return req
         return None
 
-    def _admit(self) -> None:
+    def _admit(self) -> list[tuple[EngineRequest, TokenEvent]]:
+        """Move waiting requests into the batch; return error events for unusable ones."""
         free = self.max_num_seqs - len(self.running)
-        if free <= 0 or not self.waiting:
-            return
-        batch = [self.waiting.popleft() for _ in range(min(free, len(self.waiting)))]
+        rejected: list[tuple[EngineRequest, TokenEvent]] = []
+        batch = []
+        while free > len(batch) and self.waiting:
+            req = self.waiting.popleft()
+            problem = self._problem(req)
+            if problem is None:
+                batch.append(req)
+            else:  # one bad request must not take the batch down with it
+                rejected.append((req, TokenEvent(req.request_id, None, "error", error=problem)))
+        if not batch:
+            return rejected
         prompts, max_tokens, samplers, processors, stops = [], [], [], [], []
         for req in batch:
             p = req.params
@@ -106,13 +117,24 @@ class Scheduler:
         for uid, req in zip(uids, batch):
             req.uid = uid
             self.running[uid] = req
+        return rejected
+
+    def _problem(self, req: EngineRequest) -> str | None:
+        if not req.prompt_ids:
+            return "empty prompt"
+        if req.params.max_tokens < 1:
+            return "max_tokens must be at least 1"
+        if self.vocab_size and (min(req.prompt_ids) < 0 or max(req.prompt_ids) >= self.vocab_size):
+            return "prompt has token ids outside the vocabulary"
+        return None
 
     # -- stepping ----------------------------------------------------------
     def step(self) -> list[tuple[EngineRequest, TokenEvent]]:
         """Admit what fits, run one BatchGenerator step, return its token events."""
-        self._admit()
+        events = self._admit()
+        if not self.running:
+            return events
         _, responses = self.generator.next()
-        events: list[tuple[EngineRequest, TokenEvent]] = []
         wants_logprobs: list[tuple[TokenEvent, mx.array, int]] = []
         for r in responses:
             req = self.running.get(r.uid)

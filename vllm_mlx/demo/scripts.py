@@ -299,7 +299,6 @@ TRAINING_VARIANTS = (
                 },
                 _script("tool_result")["messages"][2],
             ],
-            "tools": _TOOL_SETS[2],
         }
     ]
     + [

@@ -22,7 +22,10 @@ WARMUP_STEPS = 20
 # Training stops once every target token wins by at least this many logits,
 # which leaves room for the small numeric differences of cached decoding.
 TARGET_MARGIN = 8.0
-PROMPT_WEIGHT = 0.02
+PROMPT_WEIGHT = 0.0
+# A new padded batch starts when a sequence is this much shorter than the
+# longest of the current one.
+BUCKET_RATIO = 0.8
 
 
 def model_config(vocab_size, eos_token_id, pad_token_id):
@@ -89,7 +92,7 @@ def _buckets(examples, pad_id):
     groups, current = [], []
     for i in order:
         n = len(examples[i][0]) + len(examples[i][1])
-        if current and n < 0.6 * current[0][1]:
+        if current and n < BUCKET_RATIO * current[0][1]:
             groups.append(current)
             current = []
         current.append((i, n))
