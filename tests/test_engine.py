@@ -149,3 +149,33 @@ def test_unusable_prompt_fails_alone(engine, mlx_model):
     assert out_of_vocab[0].finish_reason == "error" and "vocabulary" in out_of_vocab[0].error
     assert fine[0].finish_reason == "length" and len(fine[0].token_ids) == 4
     assert engine.counters.errors == []
+
+
+def test_long_prompt_prefill_is_interleaved_with_decoding(engine, mlx_model):
+    """With prefill_step_size=64 a 450-token prompt takes ~7 steps to prefill; a
+    stream that is already running must keep getting a token at each of them."""
+    tok = mlx_model[1]
+    short = prompts(tok, 1, seed=10)[0]
+    long = (prompts(tok, 20, seed=11)[0] * 60)[:450]
+
+    async def go():
+        ae = AsyncEngine(engine)
+        running = ae.generate(short, SamplingParams(max_tokens=300, temperature=0.0, ignore_eos=True))
+        await running.__anext__()  # A is decoding
+        b_first = asyncio.Event()
+        a_tokens_during_prefill = 0
+
+        async def consume_b():
+            async for d in ae.generate(long, SamplingParams(max_tokens=2, temperature=0.0, ignore_eos=True)):
+                b_first.set()
+
+        b_task = asyncio.create_task(consume_b())
+        async for d in running:
+            if b_first.is_set():
+                break
+            a_tokens_during_prefill += len(d.token_ids)
+        await running.aclose()
+        await b_task
+        return a_tokens_during_prefill
+
+    assert run(go()) >= 5

@@ -84,7 +84,8 @@ def test_file_plugin_parser_is_used_by_the_server(random_model_dir, tmp_path_fac
 
     from server_process import ServerProcess
 
-    srv = ServerProcess([str(random_model_dir), "--plugin", str(SHOUTY), "--reasoning-parser", "shouty"],
+    srv = ServerProcess([str(random_model_dir), "--plugin", str(SHOUTY), "--reasoning-parser", "shouty",
+                         "--default-chat-template-kwargs", '{"enable_thinking": false}'],
                         log_path=tmp_path_factory.mktemp("logs") / "shouty.log").wait_ready()
     try:
         client = OpenAI(base_url=srv.url + "/v1", api_key="x", max_retries=0)
@@ -92,6 +93,11 @@ def test_file_plugin_parser_is_used_by_the_server(random_model_dir, tmp_path_fac
                                            max_tokens=12, temperature=0, extra_body={"ignore_eos": True})
         text = r.choices[0].message.content
         assert text == text.upper() and text != text.lower()  # the plugin's parser shaped the answer
+        # --default-chat-template-kwargs applies to every request (this template then adds an
+        # empty think block); a request's own chat_template_kwargs override it
+        on = client.chat.completions.create(model="default", messages=[{"role": "user", "content": "the fox"}],
+                                            max_tokens=1, extra_body={"chat_template_kwargs": {"enable_thinking": True}})
+        assert r.usage.prompt_tokens > on.usage.prompt_tokens
     finally:
         srv.stop()
 
