@@ -7,7 +7,9 @@ tested end to end without downloading a real model.
 builds it once into the cache and returns its path.
 """
 
+import contextlib
 import json
+import logging
 import os
 import shutil
 import tempfile
@@ -112,26 +114,48 @@ def ensure_demo_model(cache_dir=None) -> Path:
 
     The build goes to a temporary folder beside the final one and is renamed
     into place atomically; if another process wins that race, its folder is
-    used and ours is discarded."""
+    used and ours is discarded. A lock file (where supported) makes
+    concurrent callers wait for one build instead of each training a copy."""
     root = Path(cache_dir).expanduser() if cache_dir else default_cache_dir()
     final = root / DEMO_DIR_NAME
     if is_demo_model(final):
         return final
 
     root.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{DEMO_DIR_NAME}.build-", dir=root))
-    try:
-        build_demo_model(tmp)
-        if final.exists() and not is_demo_model(final):
-            _discard(final, root)
+    with _build_lock(root / f".{DEMO_DIR_NAME}.lock"):
+        if is_demo_model(final):
+            return final
+        tmp = Path(tempfile.mkdtemp(prefix=f".{DEMO_DIR_NAME}.build-", dir=root))
         try:
-            os.rename(tmp, final)
-        except OSError:
-            if not is_demo_model(final):
-                raise
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+            os.chmod(tmp, 0o755)
+            build_demo_model(tmp, log=logging.getLogger(__name__).info)
+            if final.exists() and not is_demo_model(final):
+                _discard(final, root)
+            try:
+                os.rename(tmp, final)
+            except OSError:
+                if not is_demo_model(final):
+                    raise
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
     return final
+
+
+@contextlib.contextmanager
+def _build_lock(path):
+    """Exclusive advisory lock on ``path``; a no-op where flock is missing.
+    Correctness never depends on it: the atomic rename does."""
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - not POSIX
+        yield
+        return
+    with open(path, "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def _discard(path, root):

@@ -215,6 +215,20 @@ FALLBACK_REPLY = (
     "Load a real model for real answers."
 )
 
+# More off-script requests, trained to get FALLBACK_REPLY.
+OFF_SCRIPT_PROMPTS = [
+    "What is the weather in Paris?",  # without tools the model cannot know
+    "Hi!",
+    "Explain how a computer works in detail.",
+    "Translate this sentence into German: I like apples.",
+    "Who won the football match yesterday?",
+    "Give me three ideas for dinner tonight.",
+    "What is 7 times 8?",
+    "Summarize the history of Rome.",
+    "def add(a, b): return a + b",
+    "Can you recommend a good book?",
+]
+
 # Plain English mixed into the tokenizer's training text so that ordinary
 # user input gets sensible merges (every byte is in the vocabulary anyway).
 GENERIC_TEXT = [
@@ -324,8 +338,6 @@ TRAINING_VARIANTS = (
             "messages": [{"role": "user", "content": text}],
             "reply": FALLBACK_REPLY,
         }
-        for i, text in enumerate(
-            GENERIC_TEXT + ["What is the weather in Paris?", "Hi!"]
-        )
+        for i, text in enumerate(GENERIC_TEXT + OFF_SCRIPT_PROMPTS)
     ]
 )

@@ -21,8 +21,7 @@ LEARNING_RATE = 3e-3
 WARMUP_STEPS = 20
 # Training stops once every target token wins by at least this many logits,
 # which leaves room for the small numeric differences of cached decoding.
-TARGET_MARGIN = 8.0
-PROMPT_WEIGHT = 0.0
+TARGET_MARGIN = 6.0
 # A new padded batch starts when a sequence is this much shorter than the
 # longest of the current one.
 BUCKET_RATIO = 0.8
@@ -86,8 +85,9 @@ def encode_scripts(tokenizer):
 
 
 def _buckets(examples, pad_id):
-    """Group sequences of similar length into padded (inputs, labels,
-    weights) batches, so the long tool prompts don't pad the short ones."""
+    """Group sequences of similar length into padded (inputs, labels, reply
+    mask) batches, so the long tool prompts don't pad the short ones. The
+    loss covers the reply tokens only."""
     order = sorted(range(len(examples)), key=lambda i: -len(sum(examples[i], [])))
     groups, current = [], []
     for i in order:
@@ -98,39 +98,36 @@ def _buckets(examples, pad_id):
         current.append((i, n))
     groups.append(current)
 
-    n_targets = sum(len(t) for _, t in examples)
     batches = []
     for group in groups:
         width = group[0][1] - 1
-        xs, ys, ws, ts = [], [], [], []
+        xs, ys, ts = [], [], []
         for i, n in group:
             prompt, target = examples[i]
             seq = prompt + target
             pad = width - (n - 1)
             xs.append(seq[:-1] + [pad_id] * pad)
             ys.append(seq[1:] + [pad_id] * pad)
-            w = [PROMPT_WEIGHT] * (len(prompt) - 1) + [1.0] * len(target)
-            ws.append(w + [0.0] * pad)
             ts.append([False] * (len(prompt) - 1) + [True] * len(target) + [False] * pad)
-        w = mx.array(ws) / n_targets
-        batches.append((mx.array(xs), mx.array(ys), w, mx.array(ts)))
+        batches.append((mx.array(xs), mx.array(ys), mx.array(ts)))
     return batches
 
 
 def _loss(model, batches):
-    """Weighted cross-entropy, and the smallest logit margin by which a
-    target token beats every other token."""
-    total = mx.array(0.0)
+    """Mean cross-entropy over reply tokens, and the smallest logit margin
+    by which a reply token beats every other token."""
+    total, count = mx.array(0.0), mx.array(0)
     margin = mx.array(float("inf"))
-    for x, y, w, on_target in batches:
+    for x, y, on_target in batches:
         logits = model(x)
         ce = nn.losses.cross_entropy(logits, y, reduction="none")
-        total = total + (ce * w).sum()
+        total = total + mx.where(on_target, ce, 0.0).sum()
+        count = count + on_target.sum()
         gold = mx.take_along_axis(logits, y[..., None], axis=-1)[..., 0]
         is_gold = mx.arange(logits.shape[-1]) == y[..., None]
         rival = mx.where(is_gold, -mx.inf, logits).max(axis=-1)
         margin = mx.minimum(margin, mx.where(on_target, gold - rival, mx.inf).min())
-    return total, margin
+    return total / count, margin
 
 
 def train_model(config, examples, log=print):
@@ -164,7 +161,7 @@ def train_model(config, examples, log=print):
         loss, margin = step(batches)
         mx.eval(state, loss, margin)
         loss, margin = loss.item(), margin.item()
-        if n % 25 == 0 or n <= 3:
+        if n % 25 == 0:
             log(f"step {n}: loss {loss:.4f}, min target margin {margin:.2f}")
         if margin >= TARGET_MARGIN:
             break
