@@ -69,7 +69,7 @@ def test_tool_call_is_parsed(demo_client, stream):
     assert content == ""
     assert len(calls) == 1 and calls[0].function.name == "get_weather"
     assert json.loads(calls[0].function.arguments) == {"city": "Paris"}
-    assert calls[0].id.startswith("call_")
+    assert calls[0].id.startswith("call_") and calls[0].type == "function"
 
 
 def test_tool_result_turn(demo_client):

@@ -119,3 +119,9 @@ def test_entry_point_tool_parser_is_used_by_the_server(random_model_dir, install
         assert r.status_code == 200
     finally:
         srv.stop()
+
+
+def test_misspelled_hook_is_reported():
+    out = cli("plugins", "--plugin", str(HERE / "plugins" / "typo_plugin.py"))
+    assert out.returncode == 2
+    assert "typo_plugin" in out.stderr and "register_reasoning_parser" in out.stderr

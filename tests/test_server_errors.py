@@ -47,6 +47,8 @@ def assert_openai_error(resp, status, param=None):
     ({"messages": OK_MSG, "stop": 5}, "stop"),
     ({"messages": [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "x"}}]}]}, "messages"),
     ({}, "messages"),
+    ({"messages": OK_MSG, "response_format": {"type": "json_object"}}, "response_format"),
+    ({"messages": OK_MSG, "tools": [{"type": "function", "function": {"description": "no name"}}]}, "tools"),
 ])
 def test_chat_bad_input_is_400(server, body, param):
     assert_openai_error(post(server, "/v1/chat/completions", body), 400, param)
@@ -169,3 +171,18 @@ def test_non_streaming_client_that_gives_up_frees_its_slot(server):
         time.sleep(0.02)
     assert metric(server, "vllm:num_requests_running") == 0
     assert _finished(server, "abort") == aborted_before + 1
+
+
+def test_top_k_beyond_vocabulary_means_no_limit(client):
+    r = client.chat.completions.create(model="default", messages=OK_MSG, max_tokens=4, temperature=1.0,
+                                       extra_body={"top_k": 10 ** 6, "ignore_eos": True})
+    assert r.usage.completion_tokens == 4
+
+
+def test_model_lookup_by_name_and_alias(client):
+    assert client.models.retrieve("random-llama").id == "random-llama"
+    assert client.models.retrieve("default").id == "random-llama"
+    from openai import NotFoundError
+
+    with pytest.raises(NotFoundError):
+        client.models.retrieve("nope")

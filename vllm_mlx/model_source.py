@@ -70,13 +70,22 @@ def read_config(path: Path) -> dict:
         raise ModelSourceError(f"cannot read {path / 'config.json'}: {exc}") from None
 
 
-def load_model(model: str | None, plugins: PluginManager) -> LoadedModel:
+def load_model(model: str | None, plugins: PluginManager, kinds: tuple[str, ...] | None = None) -> LoadedModel:
+    """Load with the first loader that recognises the folder; ``kinds`` limits what
+    may be loaded (checked before any weights are read)."""
     path, is_demo = resolve_model_path(model)
     config = read_config(path)
     for loader in plugins.model_loaders():
         if loader.detect(path, config):
+            if kinds is not None and loader.kind not in kinds:
+                raise ModelSourceError(f"{path} is a {loader.kind} model ({loader.name} loader); this server "
+                                       f"serves {', '.join(kinds)} models")
             log.info("loading %s with the %r loader", path, loader.name)
-            loaded = loader.load(path, config)
+            try:
+                loaded = loader.load(path, config)
+            except Exception as exc:
+                raise ModelSourceError(f"the {loader.name!r} loader failed on {path}: "
+                                       f"{type(exc).__name__}: {exc}") from exc
             loaded.path = loaded.path or path
             loaded.loader = loaded.loader or loader.name
             loaded.is_demo = is_demo

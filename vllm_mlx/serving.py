@@ -28,6 +28,7 @@ class ServeOptions:
     reasoning_parser: str | None = None
     tool_call_parser: str | None = None
     enable_auto_tool_choice: bool = False
+    cache_policy: str = "lru"
     default_chat_template_kwargs: dict[str, Any] = field(default_factory=dict)
     log_level: str = "info"
 
@@ -35,16 +36,15 @@ class ServeOptions:
 def build_state(opts: ServeOptions, plugins: PluginManager | None = None) -> ServerState:
     """Load plugins and the model, start the engine; returns what ``create_app`` needs."""
     plugins = plugins or PluginManager(extra=opts.plugins)
-    loaded = load_model(opts.model, plugins)
-    if loaded.kind != "llm":
-        raise PluginError(f"{loaded.path} is a {loaded.kind} model ({loaded.loader} loader); "
-                          "this version serves text models (llm) only")
+    loaded = load_model(opts.model, plugins, kinds=("llm",))
     reasoning = opts.reasoning_parser or loaded.default_reasoning_parser
     tools = opts.tool_call_parser or loaded.default_tool_parser
-    auto_tools = opts.enable_auto_tool_choice or loaded.is_demo or (
-        opts.tool_call_parser is None and loaded.default_tool_parser is not None)
+    if opts.enable_auto_tool_choice and not tools:
+        raise PluginError("--enable-auto-tool-choice needs --tool-call-parser NAME (this model family has no "
+                          f"default); available: {', '.join(plugins.names('tool_parsers'))}")
     reasoning_cls = plugins.reasoning_parser(reasoning) if reasoning else None
     tool_cls = plugins.tool_parser(tools) if tools else None
+    plugins.cache_policy(opts.cache_policy)  # fail at start-up on an unknown name
     context = loaded.context_length or 4096
     max_model_len = min(opts.max_model_len or context, context) if opts.max_model_len else context
     engine = Engine(loaded.model, loaded.tokenizer, EngineConfig(
@@ -58,7 +58,8 @@ def build_state(opts: ServeOptions, plugins: PluginManager | None = None) -> Ser
         max_model_len=max_model_len,
         reasoning_parser=reasoning,
         tool_call_parser=tools,
-        enable_auto_tool_choice=auto_tools,
+        enable_auto_tool_choice=tool_cls is not None,
+        cache_policy=opts.cache_policy,
         default_chat_template_kwargs=dict(opts.default_chat_template_kwargs),
         aliases=tuple(a for a in {opts.model, str(loaded.path)} if a and a != name),
         sampling_defaults=sampling_defaults(loaded.path),

@@ -54,13 +54,17 @@ def _json_object(ctx, param, value):
               help="Split reasoning from the answer (e.g. qwen3, deepseek_r1); default: the model family's.")
 @click.option("--tool-call-parser", default=None,
               help="Parse tool calls from model output (e.g. hermes, qwen3); default: the model family's.")
-@click.option("--enable-auto-tool-choice", is_flag=True, help="Allow tool_choice 'auto' with --tool-call-parser.")
+@click.option("--enable-auto-tool-choice", is_flag=True,
+              help="Accepted for vLLM compatibility: tool calls are parsed whenever a tool-call parser is active.")
 @click.option("--default-chat-template-kwargs", default=None, callback=_json_object, metavar="JSON",
               help='Chat template arguments for every request, e.g. \'{"enable_thinking": false}\'.')
+@click.option("--cache-policy", default="lru", show_default=True,
+              help="Prefix-cache policy plugin deciding what cached prompt blocks are kept and evicted.")
 @click.option("--log-level", default="info", show_default=True,
               type=click.Choice(["critical", "error", "warning", "info", "debug"]), help="Logging detail.")
 def serve(model, host, port, api_key, served_model_name, max_num_seqs, max_model_len, prefill_step_size, plugins,
-          reasoning_parser, tool_call_parser, enable_auto_tool_choice, default_chat_template_kwargs, log_level):
+          reasoning_parser, tool_call_parser, enable_auto_tool_choice, default_chat_template_kwargs, cache_policy,
+          log_level):
     """Serve MODEL (a local folder or a Hugging Face repo id) on an OpenAI-compatible API.
 
     With no MODEL, serves the built-in demo model (built once into the user cache, offline).
@@ -75,7 +79,7 @@ def serve(model, host, port, api_key, served_model_name, max_num_seqs, max_model
         max_num_seqs=max_num_seqs, max_model_len=max_model_len, prefill_step_size=prefill_step_size,
         plugins=list(plugins), reasoning_parser=reasoning_parser, tool_call_parser=tool_call_parser,
         enable_auto_tool_choice=enable_auto_tool_choice,
-        default_chat_template_kwargs=default_chat_template_kwargs, log_level=log_level,
+        default_chat_template_kwargs=default_chat_template_kwargs, cache_policy=cache_policy, log_level=log_level,
     )
     try:
         run_server(opts)

@@ -124,6 +124,7 @@ class Engine:
                 events = sched.step()
             except Exception as exc:  # noqa: BLE001 - keep serving after a bad step
                 self._recover(exc)
+                self._num_waiting = self._num_running = 0
                 continue
             self.counters.steps += 1
             if events:

@@ -49,7 +49,7 @@ class SamplingParams:
             ("frequency_penalty", -2.0 <= self.frequency_penalty <= 2.0, "frequency_penalty must be between -2 and 2"),
             ("min_tokens", 0 <= self.min_tokens <= self.max_tokens, "min_tokens must be between 0 and max_tokens"),
             ("n", 1 <= self.n <= 128, "n must be between 1 and 128"),
-            ("logprobs", self.logprobs is None or 0 <= self.logprobs <= 20, "top_logprobs must be between 0 and 20"),
+            ("logprobs", self.logprobs is None or 0 <= self.logprobs <= 20, "logprobs / top_logprobs must be between 0 and 20"),
         ]
         for param, ok, message in checks:
             if not ok:

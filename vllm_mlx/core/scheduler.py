@@ -126,6 +126,8 @@ class Scheduler:
             return "max_tokens must be at least 1"
         if self.vocab_size and (min(req.prompt_ids) < 0 or max(req.prompt_ids) >= self.vocab_size):
             return "prompt has token ids outside the vocabulary"
+        if self.vocab_size and req.params.top_k >= self.vocab_size:
+            req.params.top_k = 0  # keeping the whole vocabulary is what top_k >= vocab means
         return None
 
     # -- stepping ----------------------------------------------------------

@@ -49,6 +49,7 @@ class PluginManager:
             self._load_entry_points()
         for spec in extra:
             self.load_plugin(spec)
+        self._check()
         self._registry = self._collect()
 
     # -- loading -----------------------------------------------------------
@@ -80,17 +81,31 @@ class PluginManager:
             raise PluginError(f"plugin {spec!r} (--plugin) failed to load: {type(exc).__name__}: {exc}") from exc
         self._register(module, module.__name__, "--plugin")
         if hasattr(self, "_registry"):
+            self._check()
             self._registry = self._collect()
+
+    def _check(self) -> None:
+        """A @hookimpl whose name is no hook (a typo) is an error, not silence."""
+        try:
+            self.pm.check_pending()
+        except pluggy.PluginValidationError as exc:
+            name = self.pm.get_name(exc.plugin) if exc.plugin is not None else "?"
+            raise PluginError(f"plugin {name!r}: {exc}") from exc
 
     # -- queries -----------------------------------------------------------
     def _collect(self) -> dict[str, dict[str, tuple[Any, str]]]:
         """Call every registration hook once per plugin; remember who gave what."""
         registry: dict[str, dict[str, tuple[Any, str]]] = {kind: {} for kind in HOOKS}
         self._provides: dict[str, dict[str, list[str]]] = {}
-        for name, plugin in self._plugins_in_order():
+        # pluggy knows which plugin gave each hook implementation; calling them one by
+        # one (in load order) lets us say who provides what and let later ones win.
+        impls = {kind: {impl.plugin_name: impl.function
+                        for impl in getattr(self.pm.hook, hook_name).get_hookimpls()}
+                 for kind, hook_name in HOOKS.items()}
+        for name in self._sources:
             provided: dict[str, list[str]] = {}
             for kind, hook_name in HOOKS.items():
-                impl = getattr(plugin, hook_name, None)
+                impl = impls[kind].get(name)
                 if impl is None:
                     continue
                 try:
@@ -108,9 +123,6 @@ class PluginManager:
                     provided.setdefault(kind, []).append(item_name)
             self._provides[name] = provided
         return registry
-
-    def _plugins_in_order(self) -> list[tuple[str, Any]]:
-        return [(name, self.pm.get_plugin(name)) for name in self._sources]
 
     def plugins(self) -> list[PluginInfo]:
         return [PluginInfo(name, self._sources[name], self._provides.get(name, {})) for name in self._sources]

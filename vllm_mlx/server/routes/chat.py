@@ -11,7 +11,7 @@ import msgspec
 from ...core import SamplingParams, SequenceResult
 from ...core.output import LogprobEntry, SequenceDelta
 from ..chat_template import render_chat
-from ..errors import APIError, bad_request
+from ..errors import APIError, bad_request, log
 from ..sampling import resolve_max_tokens, to_sampling_params
 from ..schemas.chat import (
     AssistantMessage, ChatChoice, ChatCompletion, ChatCompletionChunk, ChatCompletionRequest, ChoiceLogprobs,
@@ -32,6 +32,9 @@ async def chat_completions(request: Request) -> Any:
     prompt_ids = render_chat(engine.tokenizer, req, state.settings.default_chat_template_kwargs)
     requested = req.max_completion_tokens if req.max_completion_tokens is not None else req.max_tokens
     max_tokens = resolve_max_tokens(requested, len(prompt_ids), state.settings.max_model_len, default=None)
+    if req.response_format and req.response_format.get("type", "text") != "text":
+        raise bad_request("response_format json_object / json_schema (structured output) is not supported yet",
+                          param="response_format")
     if req.top_logprobs is not None and not req.logprobs:
         raise bad_request("top_logprobs requires logprobs to be true", param="top_logprobs")
     logprobs = (req.top_logprobs or 0) if req.logprobs else None
@@ -55,9 +58,9 @@ def make_parsers(state: ServerState, req: ChatCompletionRequest, prompt_ids: lis
         if isinstance(req.tool_choice, dict) or req.tool_choice == "required":
             raise bad_request("tool_choice 'required' or a named function is not supported yet; use 'auto'",
                               param="tool_choice")
-        if state.tool_parser_cls is None or not state.settings.enable_auto_tool_choice:
-            raise bad_request('"auto" tool choice requires --enable-auto-tool-choice and --tool-call-parser '
-                              "to be set on the server", param="tool_choice")
+        if state.tool_parser_cls is None:
+            raise bad_request("This server parses no tool calls: start it with --tool-call-parser NAME "
+                              "(see `vllm-mlx plugins`)", param="tools")
         tool_cls = state.tool_parser_cls
     if reasoning_cls is None and tool_cls is None:
         return None
@@ -161,6 +164,9 @@ async def stream_chat(gen: AsyncIterator[SequenceDelta], rid: str, model: str, p
                                                           total_tokens=prompt_len + total)))
     except APIError as exc:
         yield sse_error(exc)
+    except Exception as exc:  # noqa: BLE001 - e.g. a plugin parser failed: tell the client, end cleanly
+        log.exception("stream failed")
+        yield sse_error(APIError(500, f"generation failed: {type(exc).__name__}: {exc}", type="server_error"))
     finally:
         await gen.aclose()
     yield DONE

@@ -11,7 +11,7 @@ from litestar.response import Stream
 
 from ...core import SamplingParams
 from ...core.output import LogprobEntry, SequenceDelta
-from ..errors import APIError, bad_request
+from ..errors import APIError, bad_request, log
 from ..sampling import resolve_max_tokens, to_sampling_params
 from ..schemas.common import Usage
 from ..schemas.completions import Completion, CompletionChoice, CompletionLogprobs, CompletionRequest
@@ -138,6 +138,9 @@ async def stream_completion(gen: AsyncIterator[SequenceDelta], rid: str, model: 
                                                  total_tokens=prompt_len + total)))
     except APIError as exc:
         yield sse_error(exc)
+    except Exception as exc:  # noqa: BLE001 - e.g. a plugin parser failed: tell the client, end cleanly
+        log.exception("stream failed")
+        yield sse_error(APIError(500, f"generation failed: {type(exc).__name__}: {exc}", type="server_error"))
     finally:
         await gen.aclose()
     yield DONE

@@ -21,6 +21,9 @@ async def health(request: Request) -> Response:
         "model": state.settings.served_model_name,
         "kind": state.loaded.kind,
         "demo": state.loaded.is_demo,
+        "reasoning_parser": state.settings.reasoning_parser,
+        "tool_call_parser": state.settings.tool_call_parser,
+        "cache_policy": state.settings.cache_policy,
         "engine": {
             "state": core.state,
             "running": core.num_running,

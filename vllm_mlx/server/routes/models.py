@@ -26,8 +26,8 @@ async def list_models(request: Request) -> Response:
 
 @get("/v1/models/{model_id:path}")
 async def get_model(request: Request, model_id: str) -> Response:
-    model_id = model_id.lstrip("/")
-    for card in _cards(request):
-        if card.id == model_id or model_id == "default":
-            return Response(content=msgspec.json.encode(card), media_type="application/json")
+    state = server_state(request)
+    # the path converter keeps the leading "/"; an absolute-path alias needs it
+    if state.accepts_model(model_id) or state.accepts_model(model_id[1:]):
+        return Response(content=msgspec.json.encode(_cards(request)[0]), media_type="application/json")
     raise APIError(404, f"The model `{model_id}` does not exist.", param="model", code="model_not_found")

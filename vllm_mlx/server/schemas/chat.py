@@ -56,7 +56,7 @@ class FunctionCallOut(msgspec.Struct, kw_only=True):
 class ToolCallOut(msgspec.Struct, kw_only=True, omit_defaults=True):
     index: int | None = None
     id: str | None = None
-    type: str | None = "function"
+    type: str  # always "function"; required so omit_defaults never drops it
     function: FunctionCallOut
 
 
