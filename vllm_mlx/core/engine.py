@@ -64,6 +64,7 @@ class Engine:
         self._thread: threading.Thread | None = None
         self._scheduler: Scheduler | None = None
         self._ready = threading.Event()
+        self._stopped = threading.Event()
         self._stopping = False
         self._num_waiting = 0
         self._num_running = 0
@@ -81,7 +82,7 @@ class Engine:
         self._stopping = True
         self._commands.put(("wake", None))
         if self._thread is not None:
-            self._thread.join(timeout)
+            self._stopped.wait(timeout)
         self.state = "stopped"
 
     # -- public API (any thread) --------------------------------------------
@@ -131,6 +132,24 @@ class Engine:
                 self._deliver(events)
             self._num_waiting = sched.num_waiting
             self._num_running = sched.num_running
+        self._release(stream)
+        # Park instead of returning: with MLX 0.32 a thread that ran MLX work and then
+        # exited makes the process abort at exit about one time in three ("terminate
+        # called without an active exception"); a parked daemon thread never does.
+        threading.Event().wait()
+
+    def _release(self, stream) -> None:
+        """Finish pending MLX work, drop this thread's arrays, then tell shutdown()."""
+        sched, self._scheduler = self._scheduler, None
+        try:
+            sched.waiting.clear()
+            sched.running.clear()
+            sched.generator.close()
+            mx.synchronize(stream)
+        except Exception:  # noqa: BLE001 - best effort at shutdown
+            log.exception("engine shutdown")
+        finally:
+            self._stopped.set()
 
     def _apply_commands(self, block: bool) -> None:
         sched = self._scheduler

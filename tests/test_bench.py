@@ -1,0 +1,40 @@
+"""`vllm-mlx bench`: each mode prints one well-formed JSON line per concurrency level."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+from conftest import API_KEY
+
+KEYS = {"conc", "requests", "errors", "out_tokens", "wall_s", "tok_s", "ttft_p50_ms", "ttft_p99_ms", "itl_p50_ms",
+        "label", "mode"}
+
+
+def bench(*args):
+    out = subprocess.run([sys.executable, "-m", "vllm_mlx.cli.main", "bench", *args], capture_output=True,
+                         text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    return [json.loads(line) for line in out.stdout.splitlines() if line.startswith("{")]
+
+
+def check(lines, mode, levels=(1, 3), max_tokens=4):
+    assert [line["conc"] for line in lines] == list(levels)
+    for line in lines:
+        assert KEYS <= set(line) and line["mode"] == mode and line["errors"] == 0
+        assert line["out_tokens"] == line["requests"] * max_tokens and line["tok_s"] > 0
+
+
+def test_bench_engine_and_raw(random_model_dir):
+    check(bench("engine", str(random_model_dir), "--conc", "1,3", "--max-tokens", "4", "--prompt-words", "8"),
+          "engine")
+    check(bench("raw", str(random_model_dir), "--conc", "1,3", "--max-tokens", "4", "--prompt-tokens", "8"), "raw")
+
+
+def test_bench_serve_against_the_server(server, tmp_path):
+    out = tmp_path / "lines.jsonl"
+    lines = bench("serve", "--url", server.url, "--api-key", API_KEY, "--conc", "1,3", "--max-tokens", "4",
+                  "--prompt-words", "8", "--json-out", str(out))
+    check(lines, "serve")
+    assert [json.loads(x) for x in out.read_text().splitlines()] == lines
