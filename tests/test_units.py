@@ -98,3 +98,10 @@ def test_sampling_params_reject_out_of_range(field, value):
     with pytest.raises(ParamError) as err:
         SamplingParams(**{field: value}).validate()
     assert err.value.param == field
+
+
+def test_think_parser_does_not_hold_long_leading_whitespace():
+    parser = ThinkTagReasoningParser(None)
+    assert parser.feed("\n" * 10) == ("", "")  # a start tag may still follow
+    reasoning, content = parser.feed("\n" * 10)
+    assert reasoning == "" and content == "\n" * 20  # past the bound it streams as content

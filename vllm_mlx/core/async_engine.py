@@ -14,6 +14,7 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any, AsyncIterator, Callable
 
+from .detokenizer import fast_decoder
 from .engine import Engine
 from .metrics import Metrics
 from .output import LogprobEntry, SequenceDelta, SequenceOutput
@@ -48,6 +49,7 @@ class AsyncEngine:
     def __init__(self, engine: Engine):
         self.engine = engine
         self.tokenizer = engine.tokenizer
+        self._decode = fast_decoder(engine.tokenizer)
         self.metrics = Metrics()
         self._sinks: dict[int, _LoopSink] = {}
         self._ids = itertools.count()
@@ -87,7 +89,8 @@ class AsyncEngine:
             if params.n > 1:
                 seq_params = _copy_params(params, seed=None if params.seed is None else params.seed + i)
             reasoning, tools = parsers(i) if parsers else (None, None)
-            outputs[sub_id] = SequenceOutput(i, self.tokenizer, seq_params, eos, prompt_ids, reasoning, tools)
+            outputs[sub_id] = SequenceOutput(i, self.tokenizer, seq_params, eos, prompt_ids, reasoning, tools,
+                                             self._decode)
             sink.routes[sub_id] = (queue, i)
             self.engine.submit(EngineRequest(sub_id, list(prompt_ids), seq_params, sink, arrival=arrival))
         self.metrics.prompt_tokens += len(prompt_ids) * params.n

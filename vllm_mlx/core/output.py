@@ -57,12 +57,13 @@ class SequenceOutput:
         prompt_ids: list[int] | None = None,
         reasoning_parser: Any = None,
         tool_parser: Any = None,
+        decode: Any = None,
     ):
         self.index = index
         self.tokenizer = tokenizer
         self.params = params
         self.stop_ids = set(params.stop_token_ids) | (set() if params.ignore_eos else set(eos_ids))
-        self.detokenizer = IncrementalDetokenizer(tokenizer, prompt_ids)
+        self.detokenizer = IncrementalDetokenizer(tokenizer, prompt_ids, decode)
         self.stops = StopStringMatcher(params.stop, params.include_stop_str_in_output)
         self.reasoning_parser = reasoning_parser
         self.tool_parser = tool_parser

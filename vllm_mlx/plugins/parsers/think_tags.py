@@ -9,6 +9,10 @@ from ..interfaces import ReasoningParser
 from .text_scan import split_safe
 
 
+# Leading whitespace is held while a start tag may follow; past this much, it is content.
+MAX_LEADING_SPACE = 16
+
+
 class ThinkTagReasoningParser(ReasoningParser):
     """Text before ``start`` is content; text between the tags is reasoning.
 
@@ -45,8 +49,8 @@ class ThinkTagReasoningParser(ReasoningParser):
                     self.buf, self.state = head[len(self.start):], "reasoning_begin"
                 elif head and self.start.startswith(head):
                     break  # may still become the start tag
-                elif not head:
-                    break  # only whitespace so far
+                elif not head and len(self.buf) <= MAX_LEADING_SPACE:
+                    break  # only whitespace so far: the start tag may still follow
                 else:
                     self.state = "reasoning" if self.implicit_start else "content"
             elif self.state == "reasoning_begin":
