@@ -58,7 +58,6 @@ def build_state(opts: ServeOptions, plugins: PluginManager | None = None) -> Ser
         max_model_len=max_model_len,
         reasoning_parser=reasoning,
         tool_call_parser=tools,
-        enable_auto_tool_choice=tool_cls is not None,
         cache_policy=opts.cache_policy,
         default_chat_template_kwargs=dict(opts.default_chat_template_kwargs),
         aliases=tuple(a for a in {opts.model, str(loaded.path)} if a and a != name),

@@ -69,9 +69,6 @@ class SequenceOutput:
         self.tool_parser = tool_parser
         self.num_tokens = 0
         self.finished = False
-        self.text = ""  # all answer content emitted so far
-        self.reasoning = ""
-        self.tool_calls: list[Any] = []
         self.finish_reason: str | None = None
         self.stop_reason: str | int | None = None
 
@@ -129,9 +126,6 @@ class SequenceOutput:
                 content += c2
                 calls = calls + calls2
         delta.text, delta.reasoning, delta.tool_calls = content, reasoning, calls
-        self.text += content
-        self.reasoning += reasoning
-        self.tool_calls.extend(calls)
 
     def _logprob_entry(self, ev: TokenEvent) -> LogprobEntry:
         decode = self.tokenizer.decode

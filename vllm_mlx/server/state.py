@@ -16,7 +16,6 @@ class ServerSettings:
     max_model_len: int = 4096
     reasoning_parser: str | None = None
     tool_call_parser: str | None = None
-    enable_auto_tool_choice: bool = False
     cache_policy: str = "lru"
     default_chat_template_kwargs: dict[str, Any] = field(default_factory=dict)
     aliases: tuple[str, ...] = ()
