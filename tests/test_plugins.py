@@ -85,7 +85,8 @@ def test_file_plugin_parser_is_used_by_the_server(random_model_dir, tmp_path_fac
     from server_process import ServerProcess
 
     srv = ServerProcess([str(random_model_dir), "--plugin", str(SHOUTY), "--reasoning-parser", "shouty",
-                         "--default-chat-template-kwargs", '{"enable_thinking": false}'],
+                         "--default-chat-template-kwargs", '{"enable_thinking": false}',
+                         "--allowed-origins", "http://example.test"],
                         log_path=tmp_path_factory.mktemp("logs") / "shouty.log").wait_ready()
     try:
         client = OpenAI(base_url=srv.url + "/v1", api_key="x", max_retries=0)
@@ -98,6 +99,12 @@ def test_file_plugin_parser_is_used_by_the_server(random_model_dir, tmp_path_fac
         on = client.chat.completions.create(model="default", messages=[{"role": "user", "content": "the fox"}],
                                             max_tokens=1, extra_body={"chat_template_kwargs": {"enable_thinking": True}})
         assert r.usage.prompt_tokens > on.usage.prompt_tokens
+        import httpx  # --allowed-origins turns CORS on for that origin only
+
+        ok = httpx.get(srv.url + "/health", headers={"Origin": "http://example.test"})
+        other = httpx.get(srv.url + "/health", headers={"Origin": "http://evil.test"})
+        assert ok.headers.get("access-control-allow-origin") == "http://example.test"
+        assert "access-control-allow-origin" not in other.headers
     finally:
         srv.stop()
 

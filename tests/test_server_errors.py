@@ -186,3 +186,8 @@ def test_model_lookup_by_name_and_alias(client):
 
     with pytest.raises(NotFoundError):
         client.models.retrieve("nope")
+
+
+def test_cors_is_off_by_default(server):
+    resp = httpx.get(server.url + "/health", headers={"Origin": "http://example.test"})
+    assert "access-control-allow-origin" not in resp.headers

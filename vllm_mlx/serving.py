@@ -29,6 +29,7 @@ class ServeOptions:
     tool_call_parser: str | None = None
     enable_auto_tool_choice: bool = False
     cache_policy: str = "lru"
+    allowed_origins: list[str] = field(default_factory=list)
     default_chat_template_kwargs: dict[str, Any] = field(default_factory=dict)
     log_level: str = "info"
 
@@ -59,6 +60,7 @@ def build_state(opts: ServeOptions, plugins: PluginManager | None = None) -> Ser
         reasoning_parser=reasoning,
         tool_call_parser=tools,
         cache_policy=opts.cache_policy,
+        allowed_origins=tuple(opts.allowed_origins),
         default_chat_template_kwargs=dict(opts.default_chat_template_kwargs),
         aliases=tuple(a for a in {opts.model, str(loaded.path)} if a and a != name),
         sampling_defaults=sampling_defaults(loaded.path),
@@ -75,6 +77,9 @@ def build_state(opts: ServeOptions, plugins: PluginManager | None = None) -> Ser
 def serve(opts: ServeOptions) -> None:
     import uvicorn
 
+    if opts.host not in ("127.0.0.1", "localhost", "::1") and not opts.api_key:
+        log.warning("serving on %s WITHOUT an API key: anyone who can reach this address can use the model. "
+                    "Pass --api-key (or VLLM_MLX_API_KEY).", opts.host)
     state = build_state(opts)
     app = create_app(state)
     uvicorn.run(app, host=opts.host, port=opts.port, log_level=opts.log_level, access_log=False,

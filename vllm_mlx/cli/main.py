@@ -58,13 +58,16 @@ def _json_object(ctx, param, value):
               help="Accepted for vLLM compatibility: tool calls are parsed whenever a tool-call parser is active.")
 @click.option("--default-chat-template-kwargs", default=None, callback=_json_object, metavar="JSON",
               help='Chat template arguments for every request, e.g. \'{"enable_thinking": false}\'.')
+@click.option("--allowed-origins", "allowed_origins", multiple=True, metavar="ORIGIN",
+              help="Allow browser requests (CORS) from this origin, e.g. http://localhost:3000 or '*' "
+                   "(repeatable; default: CORS off).")
 @click.option("--cache-policy", default="lru", show_default=True,
               help="Prefix-cache policy plugin deciding what cached prompt blocks are kept and evicted.")
 @click.option("--log-level", default="info", show_default=True,
               type=click.Choice(["critical", "error", "warning", "info", "debug"]), help="Logging detail.")
 def serve(model, host, port, api_key, served_model_name, max_num_seqs, max_model_len, prefill_step_size, plugins,
-          reasoning_parser, tool_call_parser, enable_auto_tool_choice, default_chat_template_kwargs, cache_policy,
-          log_level):
+          reasoning_parser, tool_call_parser, enable_auto_tool_choice, default_chat_template_kwargs, allowed_origins,
+          cache_policy, log_level):
     """Serve MODEL (a local folder or a Hugging Face repo id) on an OpenAI-compatible API.
 
     With no MODEL, serves the built-in demo model (built once into the user cache, offline).
@@ -80,6 +83,7 @@ def serve(model, host, port, api_key, served_model_name, max_num_seqs, max_model
         plugins=list(plugins), reasoning_parser=reasoning_parser, tool_call_parser=tool_call_parser,
         enable_auto_tool_choice=enable_auto_tool_choice,
         default_chat_template_kwargs=default_chat_template_kwargs, cache_policy=cache_policy, log_level=log_level,
+        allowed_origins=list(allowed_origins),
     )
     try:
         run_server(opts)

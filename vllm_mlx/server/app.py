@@ -27,7 +27,8 @@ def create_app(state: ServerState) -> Litestar:
         route_handlers=[chat_completions, completions, list_models, get_model, health, metrics],
         exception_handlers=EXCEPTION_HANDLERS,
         middleware=middleware,
-        cors_config=CORSConfig(allow_origins=["*"]),
+        cors_config=CORSConfig(allow_origins=list(state.settings.allowed_origins))
+        if state.settings.allowed_origins else None,
         on_shutdown=[on_shutdown],
         openapi_config=None,
         debug=False,

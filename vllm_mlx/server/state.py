@@ -17,6 +17,7 @@ class ServerSettings:
     reasoning_parser: str | None = None
     tool_call_parser: str | None = None
     cache_policy: str = "lru"
+    allowed_origins: tuple[str, ...] = ()  # CORS is off unless origins are named
     default_chat_template_kwargs: dict[str, Any] = field(default_factory=dict)
     aliases: tuple[str, ...] = ()
     sampling_defaults: dict[str, Any] = field(default_factory=dict)  # from generation_config.json
