@@ -191,3 +191,12 @@ def test_model_lookup_by_name_and_alias(client):
 def test_cors_is_off_by_default(server):
     resp = httpx.get(server.url + "/health", headers={"Origin": "http://example.test"})
     assert "access-control-allow-origin" not in resp.headers
+
+
+def test_models_list_shape_suits_both_sdks(server):
+    body = httpx.get(server.url + "/v1/models", headers=AUTH).json()
+    assert body["object"] == "list" and body["has_more"] is False
+    assert body["first_id"] == body["last_id"] == "random-llama"
+    card = body["data"][0]
+    assert card["object"] == "model" and card["type"] == "model" and card["owned_by"]
+    assert card["display_name"] == "random-llama" and card["created_at"].endswith("Z")

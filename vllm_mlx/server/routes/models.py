@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import datetime, timezone
+
 import msgspec
 from litestar import Request, Response, get
 
@@ -15,13 +17,18 @@ def _cards(request: Request) -> list[ModelCard]:
     s = state.settings
     description = "vllm-mlx demo model: a tiny network trained on a few scripted conversations, " \
                   "not a real assistant" if state.loaded.is_demo else None
-    return [ModelCard(id=s.served_model_name, created=int(state.started_at), root=str(state.loaded.path or ""),
+    created = int(state.started_at)
+    return [ModelCard(id=s.served_model_name, created=created, root=str(state.loaded.path or ""),
+                      display_name=s.served_model_name,
+                      created_at=datetime.fromtimestamp(created, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
                       max_model_len=s.max_model_len, description=description)]
 
 
 @get("/v1/models")
 async def list_models(request: Request) -> Response:
-    return Response(content=msgspec.json.encode(ModelList(data=_cards(request))), media_type="application/json")
+    cards = _cards(request)
+    body = ModelList(data=cards, first_id=cards[0].id if cards else None, last_id=cards[-1].id if cards else None)
+    return Response(content=msgspec.json.encode(body), media_type="application/json")
 
 
 @get("/v1/models/{model_id:path}")

@@ -45,10 +45,15 @@ class SamplingFields(msgspec.Struct, kw_only=True):
 
 
 class ModelCard(msgspec.Struct, kw_only=True):
+    """One model, in a shape both the openai and the anthropic SDKs accept."""
+
     id: str
     object: str = "model"
     created: int = 0
     owned_by: str = "vllm-mlx"
+    type: str = "model"
+    display_name: str = ""
+    created_at: str = ""
     root: str | None = None
     max_model_len: int | None = None
     description: str | None = None
@@ -57,3 +62,6 @@ class ModelCard(msgspec.Struct, kw_only=True):
 class ModelList(msgspec.Struct, kw_only=True):
     object: str = "list"
     data: list[ModelCard] = []
+    has_more: bool = False
+    first_id: str | None = None
+    last_id: str | None = None
