@@ -1,0 +1,88 @@
+"""Property tests against the live server: whatever the body, the answer is a 2xx
+or a 4xx in OpenAI's error shape, never a 5xx or a hang."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import httpx
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from conftest import API_KEY
+
+AUTH = {"Authorization": f"Bearer {API_KEY}", "Content-Type": "application/json"}
+SETTINGS = settings(max_examples=int(os.environ.get("FUZZ_EXAMPLES", "60")), deadline=None, suppress_health_check=list(HealthCheck))
+
+scalars = st.one_of(st.none(), st.booleans(), st.integers(-10**12, 10**12), st.floats(allow_nan=False),
+                    st.text(max_size=40))
+json_values = st.recursive(scalars, lambda kids: st.lists(kids, max_size=4) | st.dictionaries(
+    st.text(max_size=10), kids, max_size=4), max_leaves=12)
+
+roles = st.sampled_from(["user", "system", "assistant", "tool", "developer", "wizard", "", 5])
+content = st.one_of(st.text(max_size=200), st.none(), st.lists(st.one_of(
+    st.fixed_dictionaries({"type": st.just("text"), "text": st.text(max_size=50)}),
+    st.fixed_dictionaries({"type": st.sampled_from(["image_url", "input_audio", "bogus"])}),
+    json_values), max_size=3), json_values)
+messages = st.lists(st.fixed_dictionaries({"role": roles, "content": content}), max_size=4) | json_values
+
+chat_bodies = st.fixed_dictionaries(
+    {"messages": messages},
+    optional={
+        "max_tokens": st.one_of(st.integers(-5, 8), json_values),
+        "temperature": st.one_of(st.floats(-2, 3, allow_nan=False), json_values),
+        "top_p": st.floats(-1, 2, allow_nan=False),
+        "top_k": st.integers(-3, 10**7),
+        "n": st.integers(-1, 3),
+        "stop": st.one_of(st.text(max_size=5), st.lists(st.text(max_size=5), max_size=20), json_values),
+        "seed": st.integers(-2**70, 2**70),
+        "logprobs": st.booleans(),
+        "top_logprobs": st.integers(-2, 30),
+        "logit_bias": st.dictionaries(st.text(max_size=8), st.floats(-200, 200, allow_nan=False), max_size=3),
+        "stream": st.booleans(),
+        "tools": json_values,
+        "tool_choice": json_values,
+        "model": st.sampled_from(["default", "random-llama", "nope", ""]),
+        "chat_template_kwargs": json_values,
+        "unknown_field": json_values,
+    })
+
+completion_bodies = st.fixed_dictionaries(
+    {"prompt": st.one_of(st.text(max_size=100), st.lists(st.integers(-5, 10**6), max_size=8),
+                         st.lists(st.text(max_size=20), max_size=3), json_values)},
+    optional={"max_tokens": st.integers(-2, 8), "echo": st.booleans(), "logprobs": st.integers(-2, 25),
+              "stream": st.booleans(), "n": st.integers(0, 3), "suffix": st.text(max_size=3)})
+
+
+def check(server, path, body):
+    with httpx.Client(timeout=60) as http:
+        resp = http.post(server.url + path, content=json.dumps(body), headers=AUTH)
+        text = resp.text
+    assert resp.status_code < 500, text
+    if resp.status_code >= 400:
+        err = json.loads(text)["error"]
+        assert set(err) == {"message", "type", "param", "code"} and err["message"]
+    elif body.get("stream") is True:
+        assert text.rstrip().endswith("data: [DONE]") and '"error"' not in text
+
+
+@SETTINGS
+@given(body=chat_bodies)
+def test_chat_never_5xx(server, body):
+    if isinstance(body.get("max_tokens"), int) and body["max_tokens"] > 8:
+        body["max_tokens"] = 8
+    check(server, "/v1/chat/completions", body)
+
+
+@SETTINGS
+@given(body=completion_bodies)
+def test_completions_never_5xx(server, body):
+    check(server, "/v1/completions", body)
+
+
+@SETTINGS
+@given(raw=st.binary(max_size=300))
+def test_arbitrary_bytes_never_5xx(server, raw):
+    resp = httpx.post(server.url + "/v1/chat/completions", content=raw, headers=AUTH, timeout=30)
+    assert resp.status_code < 500, resp.text
