@@ -179,3 +179,29 @@ def test_long_prompt_prefill_is_interleaved_with_decoding(engine, mlx_model):
         return a_tokens_during_prefill
 
     assert run(go()) >= 5
+
+
+def test_a_dead_engine_fails_requests_instead_of_hanging(mlx_model):
+    model, tok = mlx_model
+    eng = Engine(model, tok, EngineConfig(max_num_seqs=4)).start()
+    try:
+        def broken(exc):
+            raise RuntimeError("recovery failed too")
+
+        def bad_step():
+            raise RuntimeError("step exploded")
+
+        eng._recover = broken
+        eng._scheduler.step = bad_step
+
+        async def ask():
+            ae = AsyncEngine(eng)
+            return await asyncio.wait_for(ae.generate_all([5, 6, 7], SamplingParams(max_tokens=3)), 10)
+
+        first = run(ask())[0]
+        assert first.finish_reason == "error" and "recovery failed too" in first.error
+        assert eng.state == "dead"
+        later = run(ask())[0]  # submitted after death: answered at once, not left waiting
+        assert later.finish_reason == "error"
+    finally:
+        eng.shutdown()

@@ -116,6 +116,17 @@ class Engine:
         )
         self.state = "running"
         self._ready.set()
+        try:
+            self._loop()
+        except Exception as exc:  # noqa: BLE001 - the loop itself broke: fail loudly, never hang
+            self._die(exc)
+        self._release(stream)
+        # Park instead of returning: with MLX 0.32 a thread that ran MLX work and then
+        # exited makes the process abort at exit about one time in three ("terminate
+        # called without an active exception"); a parked daemon thread never does.
+        threading.Event().wait()
+
+    def _loop(self) -> None:
         sched = self._scheduler
         while not self._stopping:
             self._apply_commands(block=not sched.has_work())
@@ -132,16 +143,34 @@ class Engine:
                 self._deliver(events)
             self._num_waiting = sched.num_waiting
             self._num_running = sched.num_running
-        self._release(stream)
-        # Park instead of returning: with MLX 0.32 a thread that ran MLX work and then
-        # exited makes the process abort at exit about one time in three ("terminate
-        # called without an active exception"); a parked daemon thread never does.
-        threading.Event().wait()
+
+    def _die(self, exc: Exception) -> None:
+        """The engine cannot go on: end every request with an error, answer new ones
+        with an error at once (so nobody hangs), and report state "dead"."""
+        message = f"engine failed: {type(exc).__name__}: {exc}"
+        log.critical("%s\n%s", message, traceback.format_exc())
+        self.state = "dead"
+        self.counters.errors.append(message)
+        sched = self._scheduler
+        pending = list(sched.waiting) + list(sched.running.values()) if sched else []
+        self._num_waiting = self._num_running = 0
+        while True:
+            by_sink: dict[int, tuple[OutputSink, list[TokenEvent]]] = {}
+            for req in pending:
+                ev = TokenEvent(req.request_id, None, "error", error=message)
+                by_sink.setdefault(id(req.sink), (req.sink, []))[1].append(ev)
+            self._hand_over(by_sink)
+            if self._stopping:
+                return
+            cmd, arg = self._commands.get()
+            pending = [arg] if cmd == "add" else []
 
     def _release(self, stream) -> None:
         """Finish pending MLX work, drop this thread's arrays, then tell shutdown()."""
         sched, self._scheduler = self._scheduler, None
         try:
+            if sched is None:
+                return
             sched.waiting.clear()
             sched.running.clear()
             sched.generator.close()
