@@ -200,3 +200,29 @@ def test_models_list_shape_suits_both_sdks(server):
     card = body["data"][0]
     assert card["object"] == "model" and card["type"] == "model" and card["owned_by"]
     assert card["display_name"] == "random-llama" and card["created_at"].endswith("Z")
+
+
+def test_full_waiting_line_gets_429_with_retry_after(random_model_dir, tmp_path_factory):
+    from server_process import ServerProcess
+
+    srv = ServerProcess([str(random_model_dir), "--max-num-seqs", "1", "--max-queue", "1"],
+                        log_path=tmp_path_factory.mktemp("logs") / "queue.log").wait_ready()
+    long = {"messages": OK_MSG, "max_tokens": 400, "ignore_eos": True, "stream": True}
+    try:
+        with httpx.Client(timeout=30) as a, httpx.Client(timeout=30) as b:
+            with a.stream("POST", srv.url + "/v1/chat/completions", json=long) as r1, \
+                    b.stream("POST", srv.url + "/v1/chat/completions", json=long) as r2:
+                assert r1.status_code == 200 and r2.status_code == 200  # one running, one waiting
+                busy = httpx.post(srv.url + "/v1/chat/completions", json={"messages": OK_MSG, "max_tokens": 2})
+                err = assert_openai_error(busy, 429)
+                assert busy.headers["retry-after"] == "1" and err["code"] == "server_busy"
+        # both streams were closed: the line empties and requests are served again
+        deadline = time.monotonic() + 10
+        while True:
+            ok = httpx.post(srv.url + "/v1/chat/completions", json={"messages": OK_MSG, "max_tokens": 2})
+            if ok.status_code == 200 or time.monotonic() > deadline:
+                break
+            time.sleep(0.1)
+        assert ok.status_code == 200
+    finally:
+        srv.stop()

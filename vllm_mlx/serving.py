@@ -29,6 +29,7 @@ class ServeOptions:
     tool_call_parser: str | None = None
     enable_auto_tool_choice: bool = False
     cache_policy: str = "lru"
+    max_queue: int = 1024
     allowed_origins: list[str] = field(default_factory=list)
     default_chat_template_kwargs: dict[str, Any] = field(default_factory=dict)
     log_level: str = "info"
@@ -60,6 +61,8 @@ def build_state(opts: ServeOptions, plugins: PluginManager | None = None) -> Ser
         reasoning_parser=reasoning,
         tool_call_parser=tools,
         cache_policy=opts.cache_policy,
+        max_num_seqs=opts.max_num_seqs,
+        max_queue=opts.max_queue,
         allowed_origins=tuple(opts.allowed_origins),
         default_chat_template_kwargs=dict(opts.default_chat_template_kwargs),
         aliases=tuple(a for a in {opts.model, str(loaded.path)} if a and a != name),

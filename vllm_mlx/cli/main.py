@@ -44,6 +44,8 @@ def _json_object(ctx, param, value):
               help="Name clients use in 'model' (default: the MODEL argument). 'default' always works too.")
 @click.option("--max-num-seqs", default=64, show_default=True, type=click.IntRange(1, 4096),
               help="Most sequences decoded together in one batch; more wait their turn.")
+@click.option("--max-queue", default=1024, show_default=True, type=click.IntRange(0),
+              help="Sequences allowed to wait beyond --max-num-seqs; past that, requests get 429 + Retry-After.")
 @click.option("--max-model-len", default=None, type=click.IntRange(16),
               help="Context window in tokens (prompt + completion); default: the model's own.")
 @click.option("--prefill-step-size", default=512, show_default=True, type=click.IntRange(16),
@@ -65,7 +67,7 @@ def _json_object(ctx, param, value):
               help="Prefix-cache policy plugin deciding what cached prompt blocks are kept and evicted.")
 @click.option("--log-level", default="info", show_default=True,
               type=click.Choice(["critical", "error", "warning", "info", "debug"]), help="Logging detail.")
-def serve(model, host, port, api_key, served_model_name, max_num_seqs, max_model_len, prefill_step_size, plugins,
+def serve(model, host, port, api_key, served_model_name, max_num_seqs, max_queue, max_model_len, prefill_step_size, plugins,
           reasoning_parser, tool_call_parser, enable_auto_tool_choice, default_chat_template_kwargs, allowed_origins,
           cache_policy, log_level):
     """Serve MODEL (a local folder or a Hugging Face repo id) on an OpenAI-compatible API.
@@ -79,7 +81,7 @@ def serve(model, host, port, api_key, served_model_name, max_num_seqs, max_model
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     opts = ServeOptions(
         model=model, host=host, port=port, api_key=api_key or None, served_model_name=served_model_name,
-        max_num_seqs=max_num_seqs, max_model_len=max_model_len, prefill_step_size=prefill_step_size,
+        max_num_seqs=max_num_seqs, max_queue=max_queue, max_model_len=max_model_len, prefill_step_size=prefill_step_size,
         plugins=list(plugins), reasoning_parser=reasoning_parser, tool_call_parser=tool_call_parser,
         enable_auto_tool_choice=enable_auto_tool_choice,
         default_chat_template_kwargs=default_chat_template_kwargs, cache_policy=cache_policy, log_level=log_level,

@@ -53,6 +53,7 @@ class AsyncEngine:
         self.metrics = Metrics()
         self._sinks: dict[int, _LoopSink] = {}
         self._ids = itertools.count()
+        self.in_flight = 0  # sequences submitted and not yet finished, from this front
 
     def _sink(self) -> _LoopSink:
         loop = asyncio.get_running_loop()
@@ -93,6 +94,7 @@ class AsyncEngine:
                                              self._decode)
             sink.routes[sub_id] = (queue, i)
             self.engine.submit(EngineRequest(sub_id, list(prompt_ids), seq_params, sink, arrival=arrival))
+            self.in_flight += 1
         self.metrics.prompt_tokens += len(prompt_ids) * params.n
         by_index = {out.index: (sub_id, out) for sub_id, out in outputs.items()}
         open_ids = set(outputs)
@@ -114,6 +116,7 @@ class AsyncEngine:
                     delta = out.process(events)
                     if out.finished:
                         open_ids.discard(sub_id)
+                        self.in_flight -= 1
                         sink.routes.pop(sub_id, None)
                         if events[-1].finish_reason is None:  # a stop string ended it early
                             self.engine.abort(sub_id)
@@ -122,6 +125,7 @@ class AsyncEngine:
                         self.metrics.e2e.observe(time.monotonic() - arrival)
                     yield delta
         finally:
+            self.in_flight -= len(open_ids)
             for sub_id in open_ids:
                 sink.routes.pop(sub_id, None)
                 self.engine.abort(sub_id)

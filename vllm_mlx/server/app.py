@@ -10,6 +10,7 @@ from litestar.config.cors import CORSConfig
 from .auth import api_key_middleware
 from .errors import EXCEPTION_HANDLERS
 from .routes.chat import chat_completions
+from .routes.common import MAX_BODY
 from .routes.completions import completions
 from .routes.health import health, metrics
 from .routes.models import get_model, list_models
@@ -31,6 +32,7 @@ def create_app(state: ServerState) -> Litestar:
         if state.settings.allowed_origins else None,
         on_shutdown=[on_shutdown],
         openapi_config=None,
+        request_max_body_size=MAX_BODY,
         debug=False,
     )
     app.state.server = state

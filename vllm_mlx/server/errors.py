@@ -19,8 +19,9 @@ _TYPES = {400: "invalid_request_error", 401: "authentication_error", 403: "permi
 
 class APIError(Exception):
     def __init__(self, status: int, message: str, *, param: str | None = None, code: str | None = None,
-                 type: str | None = None):
+                 type: str | None = None, headers: dict[str, str] | None = None):
         super().__init__(message)
+        self.headers = headers or {}
         self.status = status
         self.message = message
         self.param = param
@@ -43,7 +44,8 @@ def error_body(err: APIError) -> bytes:
 
 
 def error_response(err: APIError) -> Response:
-    return Response(content=error_body(err), status_code=err.status, media_type="application/json")
+    return Response(content=error_body(err), status_code=err.status, media_type="application/json",
+                    headers=err.headers)
 
 
 _AT = re.compile(r" - at `\$\.?([^`]*)`$")

@@ -17,6 +17,8 @@ class ServerSettings:
     reasoning_parser: str | None = None
     tool_call_parser: str | None = None
     cache_policy: str = "lru"
+    max_num_seqs: int = 64
+    max_queue: int = 1024  # sequences allowed to wait beyond max_num_seqs before 429
     allowed_origins: tuple[str, ...] = ()  # CORS is off unless origins are named
     default_chat_template_kwargs: dict[str, Any] = field(default_factory=dict)
     aliases: tuple[str, ...] = ()

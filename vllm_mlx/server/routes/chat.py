@@ -20,7 +20,7 @@ from ..schemas.chat import (
 from ..schemas.common import Usage
 from ..state import ServerState
 from ..streaming import DONE, SSE_HEADERS, sse, sse_error
-from .common import check_model, decode_body, engine_error, new_id, now, server_state, unless_disconnected
+from .common import check_capacity, check_model, decode_body, engine_error, new_id, now, server_state, unless_disconnected
 
 
 @post("/v1/chat/completions", status_code=200)
@@ -41,6 +41,7 @@ async def chat_completions(request: Request) -> Any:
     params = to_sampling_params(req, max_tokens=max_tokens, logprobs=logprobs,
                                 vocab_size=engine.engine.vocab_size, defaults=state.settings.sampling_defaults)
     parsers = make_parsers(state, req, prompt_ids)
+    check_capacity(state, params.n)
     rid = new_id("chatcmpl")
     model = req.model or state.settings.served_model_name
     gen = engine.generate(prompt_ids, params, request_id=rid, parsers=parsers)

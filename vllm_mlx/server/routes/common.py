@@ -40,6 +40,15 @@ def check_model(state: ServerState, name: str | None) -> None:
                        param="model", code="model_not_found")
 
 
+def check_capacity(state: ServerState, sequences: int) -> None:
+    """429 with Retry-After once the waiting line is full (running + --max-queue)."""
+    s = state.settings
+    if state.engine.in_flight + sequences > s.max_num_seqs + s.max_queue:
+        raise APIError(429, f"The server is busy: {state.engine.in_flight} sequences are running or waiting "
+                            f"(limit {s.max_num_seqs} running + {s.max_queue} waiting). Retry shortly.",
+                       code="server_busy", headers={"Retry-After": "1"})
+
+
 def check_prompt_ids(ids: list[int], vocab_size: int, param: str) -> None:
     if not ids:
         raise bad_request("The prompt is empty", param=param)

@@ -17,7 +17,7 @@ from ..schemas.common import Usage
 from ..schemas.completions import Completion, CompletionChoice, CompletionLogprobs, CompletionRequest
 from ..streaming import DONE, SSE_HEADERS, sse, sse_error
 from .common import (
-    check_model, check_prompt_ids, decode_body, engine_error, new_id, now, server_state, unless_disconnected,
+    check_capacity, check_model, check_prompt_ids, decode_body, engine_error, new_id, now, server_state, unless_disconnected,
 )
 
 
@@ -66,6 +66,7 @@ async def completions(request: Request) -> Any:
         params = to_sampling_params(req, max_tokens=max_tokens, logprobs=req.logprobs,
                                     vocab_size=engine.engine.vocab_size, defaults=state.settings.sampling_defaults)
         jobs.append((text, ids, params))
+    check_capacity(state, sum(params.n for _, _, params in jobs))
     rid = new_id("cmpl")
     model = req.model or state.settings.served_model_name
     if req.stream:
