@@ -43,6 +43,7 @@ def test_reasoning_is_split_from_the_answer(demo_client):
     msg = r.choices[0].message
     assert msg.content == "2 + 3 = 5."
     assert msg.model_extra["reasoning_content"] == "The user asks for 2 + 3. Two plus three is five."
+    assert msg.model_extra["reasoning"] == msg.model_extra["reasoning_content"]
 
 
 def test_reasoning_streams_as_reasoning_content(demo_client):
@@ -52,6 +53,16 @@ def test_reasoning_streams_as_reasoning_content(demo_client):
     content = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
     assert reasoning == "The user asks for 2 + 3. Two plus three is five."
     assert content == "2 + 3 = 5."
+    newer = "".join((c.choices[0].delta.model_extra or {}).get("reasoning") or "" for c in chunks if c.choices)
+    assert newer == reasoning
+
+
+def test_previous_turn_reasoning_is_accepted(demo_client):
+    turns = BY_NAME["reasoning"]["messages"] + [
+        {"role": "assistant", "content": "2 + 3 = 5.", "reasoning": "Two plus three is five."},
+        {"role": "user", "content": "Hello!"}]
+    r = demo_client.chat.completions.create(model="default", messages=turns, max_tokens=40, temperature=0)
+    assert r.choices[0].finish_reason in ("stop", "length")
 
 
 @pytest.mark.parametrize("stream", [False, True])

@@ -51,8 +51,9 @@ def to_template_messages(messages: list[ChatMessage]) -> list[dict[str, Any]]:
             ]
         if msg.tool_call_id is not None:
             item["tool_call_id"] = msg.tool_call_id
-        if msg.reasoning_content is not None:
-            item["reasoning_content"] = msg.reasoning_content
+        reasoning = msg.reasoning if msg.reasoning is not None else msg.reasoning_content
+        if reasoning is not None:
+            item["reasoning_content"] = reasoning
         out.append(item)
     return out
 

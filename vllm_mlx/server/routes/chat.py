@@ -114,7 +114,8 @@ async def complete_chat(gen: AsyncIterator[SequenceDelta], rid: str, model: str,
             content = None
         choices.append(ChatChoice(
             index=r.index,
-            message=AssistantMessage(content=content, reasoning_content=r.reasoning or None,
+            message=AssistantMessage(content=content, reasoning=r.reasoning or None,
+                                     reasoning_content=r.reasoning or None,
                                      tool_calls=_tool_calls(r.tool_calls)),
             logprobs=_logprobs(r.logprobs),
             finish_reason=_finish_reason(r.finish_reason, bool(r.tool_calls)),
@@ -147,7 +148,7 @@ async def stream_chat(gen: AsyncIterator[SequenceDelta], rid: str, model: str, p
             if d.text:
                 delta.content = d.text
             if d.reasoning:
-                delta.reasoning_content = d.reasoning
+                delta.reasoning = delta.reasoning_content = d.reasoning
             if d.tool_calls:
                 delta.tool_calls = _tool_calls(d.tool_calls, calls_seen[d.index])
                 calls_seen[d.index] += len(d.tool_calls)

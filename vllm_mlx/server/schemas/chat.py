@@ -26,7 +26,8 @@ class ChatMessage(msgspec.Struct, kw_only=True):
     name: str | None = None
     tool_calls: list[ToolCallIn] | None = None
     tool_call_id: str | None = None
-    reasoning_content: str | None = None
+    reasoning: str | None = None  # a previous turn's reasoning (vLLM's current name)
+    reasoning_content: str | None = None  # the same, older name
 
 
 class ChatCompletionRequest(SamplingFields, kw_only=True):
@@ -80,7 +81,8 @@ class ChoiceLogprobs(msgspec.Struct, kw_only=True):
 class AssistantMessage(msgspec.Struct, kw_only=True):
     role: str = "assistant"
     content: str | None = None
-    reasoning_content: str | None = None
+    reasoning: str | None = None  # vLLM's current field name
+    reasoning_content: str | None = None  # the older name, which many clients still read
     tool_calls: list[ToolCallOut] = []
 
 
@@ -105,6 +107,7 @@ class ChatCompletion(msgspec.Struct, kw_only=True):
 class Delta(msgspec.Struct, kw_only=True, omit_defaults=True):
     role: str | None = None
     content: str | None = None
+    reasoning: str | None = None
     reasoning_content: str | None = None
     tool_calls: list[ToolCallOut] | None = None
 
