@@ -50,7 +50,7 @@ def build_state(opts: ServeOptions, plugins: PluginManager | None = None) -> Ser
     context = loaded.context_length or 4096
     max_model_len = min(opts.max_model_len or context, context) if opts.max_model_len else context
     engine = Engine(loaded.model, loaded.tokenizer, EngineConfig(
-        max_num_seqs=opts.max_num_seqs, prefill_step_size=opts.prefill_step_size, max_model_len=max_model_len,
+        max_num_seqs=opts.max_num_seqs, prefill_step_size=opts.prefill_step_size,
     )).start()
     name = opts.served_model_name or (
         "vllm-mlx-demo" if loaded.is_demo and opts.model is None else (opts.model or str(loaded.path)))

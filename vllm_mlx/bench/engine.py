@@ -109,7 +109,6 @@ def engine_bench(cfg: EngineBenchConfig, report: Callable[[dict], None], loaded:
     loaded = loaded or load_llm(cfg.model)
     engine = Engine(loaded.model, loaded.tokenizer, EngineConfig(
         max_num_seqs=cfg.max_num_seqs, prefill_step_size=cfg.prefill_step_size,
-        max_model_len=loaded.context_length,
     )).start()
     try:
         return asyncio.run(run_levels(AsyncEngine(engine), loaded.tokenizer, cfg, report))

@@ -12,7 +12,6 @@ from __future__ import annotations
 import logging
 import queue
 import threading
-import time
 import traceback
 from dataclasses import dataclass, field
 
@@ -29,16 +28,13 @@ class EngineConfig:
     max_num_seqs: int = 64
     prefill_batch_size: int = 8
     prefill_step_size: int = 512
-    max_model_len: int | None = None
 
 
 @dataclass
 class EngineCounters:
-    """Monotonic counters since start, read without locking (ints are atomic enough)."""
+    """Engine-side counters since start, read without locking (token and latency
+    metrics are kept by the async front, which sees every request's whole life)."""
 
-    prompt_tokens: int = 0
-    generation_tokens: int = 0
-    requests_finished: int = 0
     requests_aborted: int = 0
     requests_failed: int = 0
     steps: int = 0
@@ -87,7 +83,6 @@ class Engine:
 
     # -- public API (any thread) --------------------------------------------
     def submit(self, request: EngineRequest) -> None:
-        self.counters.prompt_tokens += len(request.prompt_ids)
         self._commands.put(("add", request))
 
     def abort(self, request_id: str) -> None:
@@ -201,17 +196,12 @@ class Engine:
 
     def _deliver(self, events: list[tuple[EngineRequest, TokenEvent]]) -> None:
         by_sink: dict[int, tuple[OutputSink, list[TokenEvent]]] = {}
-        finished = 0
         for req, ev in events:
-            if ev.finish_reason is not None:
-                finished += 1
             entry = by_sink.get(id(req.sink))
             if entry is None:
                 by_sink[id(req.sink)] = (req.sink, [ev])
             else:
                 entry[1].append(ev)
-        self.counters.generation_tokens += sum(1 for _, ev in events if ev.token_id is not None)
-        self.counters.requests_finished += finished
         self._hand_over(by_sink)
 
     @staticmethod

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Protocol
 
 from .params import SamplingParams
 
@@ -49,7 +49,4 @@ class EngineRequest:
     params: SamplingParams
     sink: OutputSink
     arrival: float = field(default_factory=time.monotonic)
-    # Set by the scheduler.
-    uid: int | None = None
-    num_generated: int = 0
-    extra: dict[str, Any] = field(default_factory=dict)
+    uid: int | None = None  # BatchGenerator's id, set by the scheduler

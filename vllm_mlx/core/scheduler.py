@@ -142,7 +142,6 @@ class Scheduler:
             req = self.running.get(r.uid)
             if req is None:  # aborted after its token was already in flight
                 continue
-            req.num_generated += 1
             event = TokenEvent(req.request_id, r.token, r.finish_reason)
             events.append((req, event))
             if req.params.logprobs is not None:

@@ -81,6 +81,4 @@ class ThinkTagReasoningParser(ReasoningParser):
         buf, self.buf = self.buf, ""
         if self.state in ("reasoning", "reasoning_begin"):
             return buf, ""
-        if self.state == "begin":
-            return "", buf
         return "", buf

@@ -30,6 +30,8 @@ async def health(request: Request) -> Response:
             "waiting": core.num_waiting,
             "steps": core.counters.steps,
             "errors": len(core.counters.errors),
+            "aborted": core.counters.requests_aborted,
+            "failed": core.counters.requests_failed,
         },
         "uptime_s": round(time.time() - state.started_at, 1),
     }
