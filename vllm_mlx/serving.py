@@ -69,7 +69,11 @@ def build_state(opts: ServeOptions, plugins: PluginManager | None = None) -> Ser
         block_size=opts.block_size, kv_cache_memory=opts.kv_cache_memory,
         prefix_caching=opts.enable_prefix_caching,
         make_cache=lambda: policy.make_cache(loaded.model, cache_options),
-    )).start()
+    ))
+    try:
+        engine.start()
+    except RuntimeError as exc:  # e.g. a KV quantization the model's head size does not allow
+        raise PluginError(str(exc)) from None
     if engine.kv.capacity_tokens < max_model_len:
         log.warning("the KV cache holds %d tokens, less than the context of %d: limiting the context to it "
                     "(raise --kv-cache-memory for more)", engine.kv.capacity_tokens, max_model_len)

@@ -42,7 +42,7 @@ from mlx_lm.generate import BatchGenerator, StopSequences
 from .kv_blocks import BlockPool
 from .prefix_cache import PrefixCache, extend_hashes
 from .request import EngineRequest, TokenEvent, TokenLogprob
-from .sampling import make_logits_processors, make_sampler
+from .sampling import make_logits_processors, make_sampler, rewind
 
 log = logging.getLogger("vllm_mlx.scheduler")
 
@@ -313,6 +313,8 @@ class Scheduler:
             caches, tokens = saved[seq.uid]
             self._store(seq, tokens, caches)
         self.preemptions += 1
+        if seq.prompt_done:  # the batch had already drawn the token after the last one we got
+            rewind(seq.sampler, seq.processors, 1)
         seq.tokens = seq.tokens + seq.new_tokens
         seq.new_tokens = []
         seq.hashes = extend_hashes(seq.hashes, seq.tokens, self.block_size, seq.req.params.cache_salt)
