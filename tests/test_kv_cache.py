@@ -286,3 +286,20 @@ def test_gemma3_policy_sliding_window_zero_gives_full_caches_and_same_answers(ge
     finally:
         windowed.shutdown()
         full.shutdown()
+
+
+def test_ten_turn_conversation_prefills_only_new_tokens_plus_one_block(mlx_model, vocab):
+    """Each turn resends the whole conversation, including the model's own answer."""
+    eng = make_engine(mlx_model, block_size=16)
+    try:
+        rng = random.Random(9)
+        convo = [rng.randrange(5, vocab) for _ in range(120)]  # system prompt + first user message
+        for turn in range(10):
+            r = run_all(eng, [convo], _with(GREEDY, max_tokens=12, ignore_eos=True))[0]
+            prefilled = len(convo) - r.cached_tokens
+            if turn:
+                assert prefilled <= new + 16, (turn, prefilled, new)
+            new = rng.randrange(5, 30)
+            convo = convo + r.token_ids + [rng.randrange(5, vocab) for _ in range(new)]
+    finally:
+        eng.shutdown()
