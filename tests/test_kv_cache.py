@@ -303,3 +303,40 @@ def test_ten_turn_conversation_prefills_only_new_tokens_plus_one_block(mlx_model
             convo = convo + r.token_ids + [rng.randrange(5, vocab) for _ in range(new)]
     finally:
         eng.shutdown()
+
+
+def test_prefix_cache_dir_survives_a_restart_and_skips_corrupt_files(mlx_model, shared_workload, reference,
+                                                                     tmp_path, caplog):
+    folder = tmp_path / "prefix-cache"
+    first = make_engine(mlx_model, prefix_cache_dir=str(folder), cache_fingerprint="m1")
+    run_all(first, shared_workload[:1])
+    first.shutdown()  # writes the cached blocks
+    files = sorted(folder.glob("*.safetensors"))
+    assert len(files) == (len(shared_workload[0]) + GREEDY.max_tokens) // 16  # prompt and answer
+
+    second = make_engine(mlx_model, prefix_cache_dir=str(folder), cache_fingerprint="m1")
+    try:
+        r = run_all(second, shared_workload[1:2])[0]
+        assert r.cached_tokens == 288 and r.token_ids == reference[1]
+    finally:
+        second.shutdown()
+
+    # Flip bytes in the middle of one block's data: that block and its successors are not used.
+    victim = folder / files[5].name
+    raw = bytearray(victim.read_bytes())
+    raw[-64] ^= 0xFF
+    victim.write_bytes(bytes(raw))
+    third = make_engine(mlx_model, prefix_cache_dir=str(folder), cache_fingerprint="m1")
+    try:
+        with caplog.at_level("WARNING", logger="vllm_mlx.prefix_store"):
+            rs = run_all(third, shared_workload[2:3])[0]
+        assert rs.token_ids == reference[2]
+        assert 0 < rs.cached_tokens < 288 and "skipping prefix cache file" in caplog.text
+    finally:
+        third.shutdown()
+
+    other = make_engine(mlx_model, prefix_cache_dir=str(folder), cache_fingerprint="another-model")
+    try:
+        assert run_all(other, shared_workload[3:4])[0].cached_tokens == 0
+    finally:
+        other.shutdown()

@@ -37,6 +37,7 @@ class ServeOptions:
     kv_cache_bits: int | None = None
     kv_cache_group_size: int = 64
     sliding_window: int | None = None
+    prefix_cache_dir: str | None = None
     max_queue: int = 1024
     allowed_origins: list[str] = field(default_factory=list)
     default_chat_template_kwargs: dict[str, Any] = field(default_factory=dict)
@@ -69,6 +70,8 @@ def build_state(opts: ServeOptions, plugins: PluginManager | None = None) -> Ser
         block_size=opts.block_size, kv_cache_memory=opts.kv_cache_memory,
         prefix_caching=opts.enable_prefix_caching,
         make_cache=lambda: policy.make_cache(loaded.model, cache_options),
+        prefix_cache_dir=opts.prefix_cache_dir,
+        cache_fingerprint=_fingerprint(loaded, policy.name, cache_options),
     ))
     try:
         engine.start()
@@ -101,6 +104,18 @@ def build_state(opts: ServeOptions, plugins: PluginManager | None = None) -> Ser
              name, loaded.loader, max_model_len, reasoning, tools)
     return ServerState(engine=AsyncEngine(engine), loaded=loaded, settings=settings,
                        reasoning_parser_cls=reasoning_cls, tool_parser_cls=tool_cls)
+
+
+def _fingerprint(loaded, policy: str, options: CacheOptions) -> str:
+    """Names the weights and cache layout that stored prefix blocks belong to."""
+    import hashlib
+    import json
+
+    files = sorted((p.name, p.stat().st_size, int(p.stat().st_mtime))
+                   for p in (loaded.path.glob("*.safetensors") if loaded.path else []))
+    text = json.dumps([loaded.config, files, policy, options.kv_bits, options.kv_group_size, options.sliding_window],
+                      sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()
 
 
 def serve(opts: ServeOptions) -> None:

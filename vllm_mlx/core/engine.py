@@ -38,6 +38,8 @@ class EngineConfig:
     kv_cache_memory: str | float | None = None  # "8" (GiB), "512MiB", "40%"; None: the default share
     prefix_caching: bool = True
     make_cache: Callable[[], list[Any]] | None = None  # per-layer caches for one sequence (the cache policy)
+    prefix_cache_dir: str | None = None  # keep cached blocks across restarts here
+    cache_fingerprint: str = ""  # names the model and cache layout the stored blocks belong to
 
 
 @dataclass
@@ -92,6 +94,7 @@ class Engine:
         self._num_running = 0
         self.kv: KVPlan | None = None  # set when the engine thread has started
         self.start_error: Exception | None = None
+        self.store = None  # the PrefixStore, with --prefix-cache-dir
         self.on_shutdown: Callable[[Scheduler], None] | None = None  # runs on the engine thread at shutdown
 
     # -- lifecycle ---------------------------------------------------------
@@ -146,6 +149,7 @@ class Engine:
                 make_cache=make_cache,
                 prefix_caching=self.kv.prefix_caching,
             )
+            self._scheduler.cache.disk = self.store
         except Exception as exc:  # noqa: BLE001 - a bad cache set-up must not hang start()
             self.start_error = exc
             self._ready.set()
@@ -185,7 +189,14 @@ class Engine:
         log.info("KV cache: %.2f GiB, %d blocks of %d tokens (%d tokens), %d bytes/token; prefix caching %s",
                  budget / GiB, capacity, cfg.block_size, capacity * cfg.block_size, per_token,
                  "on" if why_not is None else f"off ({why_not})")
-        return BlockPool(capacity, cfg.block_size), make_cache
+        pool = BlockPool(capacity, cfg.block_size)
+        if cfg.prefix_cache_dir and self.kv.prefix_caching:
+            from .prefix_store import PrefixStore
+
+            self.store = PrefixStore(cfg.prefix_cache_dir, cfg.cache_fingerprint, cfg.block_size)
+            pool.on_evict = self.store.save
+            self.on_shutdown = lambda sched: self.store.save_all(list(sched.pool.cached.values()))
+        return pool, make_cache
 
     def kv_stats(self) -> dict[str, float]:
         """KV cache gauges and counters (read without locking; good enough for metrics)."""

@@ -104,7 +104,7 @@ class PrefixCache:
         per_layer = [cut_blocks(c, known * bs, len(hashes) * bs, bs) for c in caches]
         fresh = []
         for j, i in enumerate(range(known, len(hashes))):
-            parent = hashes[i - 1] if i else None
+            parent = hashes[i - 1] if i else salt_root(salt)
             block = Block(hashes[i], parent, tuple(tokens[i * bs:(i + 1) * bs]), [layer[j] for layer in per_layer])
             if not self.pool.insert(block):
                 break  # no room: the rest of the chain would be unreachable anyway
