@@ -133,7 +133,7 @@ def raw_cmd(model, conc, requests, max_tokens, label, json_out, prompt_tokens, p
 @click.option("--block-size", default=32, show_default=True, type=click.IntRange(1), help="KV block size.")
 @click.option("--conc", default=16, show_default=True, type=click.IntRange(1), help="Concurrency of no_share.")
 @click.option("--max-tokens", default=64, show_default=True, type=click.IntRange(1), help="Tokens per no_share request.")
-@click.option("--capacity-requests", default=16, show_default=True, type=click.IntRange(1),
+@click.option("--capacity-requests", default=24, show_default=True, type=click.IntRange(1),
               help="1k-token requests sent at once in the capacity scenario.")
 @click.option("--scenario", "scenarios", multiple=True,
               type=click.Choice(["warm_repeat", "cold_burst", "conversation", "capacity", "no_share"]),
