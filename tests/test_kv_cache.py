@@ -109,12 +109,13 @@ def test_shared_prefix_is_reused_and_outputs_are_unchanged(mlx_model, shared_wor
         assert first[0].cached_tokens == 0
         rest = run_all(eng, shared_workload[1:8], concurrent=False)
         assert [r.token_ids for r in first + rest] == reference[:8]
-        # Everything but the partial last block of the 300-token prefix comes from the cache.
-        assert all(r.cached_tokens == 288 for r in rest)
+        # The whole 300-token prefix comes from the cache: 18 full blocks, and the first
+        # 12 tokens of the block after them, which the first request cached with its suffix.
+        assert all(300 <= r.cached_tokens < len(p) for r, p in zip(rest, shared_workload[1:8]))
         again = run_all(eng, shared_workload[:1])[0]  # an exact resend recomputes only the last token
         assert again.cached_tokens == len(shared_workload[0]) - 1 and again.token_ids == reference[0]
         stats = eng.kv_stats()
-        assert stats["prefix_hits"] >= 7 * 288 and stats["blocks_working"] == 0
+        assert stats["prefix_hits"] >= 7 * 300 and stats["blocks_working"] == 0
     finally:
         eng.shutdown()
 

@@ -45,6 +45,7 @@ class BlockPool:
         self.block_size = block_size
         self.working = 0
         self.cached: OrderedDict[bytes, Block] = OrderedDict()  # least recently used first
+        self.children: dict[bytes | None, dict[bytes, Block]] = {}  # parent hash -> cached blocks after it
         self.on_evict = on_evict
         self.evictions = 0
         self.pinned = 0  # cached blocks with ref > 0
@@ -87,6 +88,20 @@ class BlockPool:
             found.append(block)
         return found
 
+    def partial(self, parent: bytes | None, tokens: list[int]) -> tuple[Block | None, int]:
+        """The cached block after ``parent`` sharing the longest run of leading
+        tokens with ``tokens``, and that run's length (0 when none does)."""
+        best, best_n = None, 0
+        for block in self.children.get(parent, {}).values():
+            n = 0
+            for a, b in zip(block.tokens, tokens):
+                if a != b:
+                    break
+                n += 1
+            if n > best_n:
+                best, best_n = block, n
+        return best, best_n
+
     def touch(self, blocks: list[Block]) -> None:
         # Most recent last; a prefix's first block is touched last so that, of a
         # chain, the tail is evicted before the head it depends on.
@@ -114,6 +129,7 @@ class BlockPool:
         if self.free < 1 and not self._evict(1):
             return False
         self.cached[block.block_hash] = block
+        self.children.setdefault(block.parent, {})[block.block_hash] = block
         return True
 
     def _evict(self, n: int) -> bool:
@@ -127,6 +143,11 @@ class BlockPool:
                     break
         for block in victims:
             del self.cached[block.block_hash]
+            siblings = self.children.get(block.parent)
+            if siblings is not None:
+                siblings.pop(block.block_hash, None)
+                if not siblings:
+                    del self.children[block.parent]
             self.evictions += 1
             if self.on_evict is not None:
                 self.on_evict(block)
@@ -135,5 +156,6 @@ class BlockPool:
     def clear(self) -> list[Block]:
         blocks = list(self.cached.values())
         self.cached.clear()
+        self.children.clear()
         self.pinned = 0
         return blocks

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 import mlx.core as mx
+from mlx.utils import tree_map
 
 from .kv_blocks import Block, BlockPool
 from .kv_layers import arrays, cut_blocks, rebuild
@@ -70,15 +71,33 @@ class PrefixCache:
             blocks += self.disk.load_chain(hashes[len(blocks):], self.pool)
         return blocks
 
-    def build(self, tokens: list[int], blocks: list[Block]) -> Hit:
-        """A fresh per-layer cache holding ``blocks``' KV, ready for the rest of ``tokens``."""
+    def partial(self, tokens: list[int], blocks: list[Block], salt: str | None) -> tuple[Block | None, int]:
+        """A cached block continuing ``blocks`` whose first tokens match what follows them
+        in ``tokens``: its KV for those tokens is valid here too (attention is causal), so
+        a prompt reuses its exact common prefix, not only whole blocks."""
+        if not self.enabled:
+            return None, 0
+        start = len(blocks) * self.block_size
+        parent = blocks[-1].block_hash if blocks else salt_root(salt)
+        return self.pool.partial(parent, tokens[start:start + self.block_size])
+
+    def build(self, tokens: list[int], blocks: list[Block], tail: Block | None = None, tail_len: int = 0) -> Hit:
+        """A fresh per-layer cache holding ``blocks``' KV (and the first ``tail_len``
+        tokens of ``tail``), ready for the rest of ``tokens``."""
         caches = self.make_cache()
         if self.enabled:
             self.queries += len(tokens)
-        if not blocks:
+        if not blocks and not tail_len:
             return Hit(0, caches)
-        n = len(blocks) * self.block_size
-        caches = [rebuild(c, [b.data[i] for b in blocks]) for i, c in enumerate(caches)]
+        n = len(blocks) * self.block_size + tail_len
+
+        def parts(i: int) -> list:
+            out = [b.data[i] for b in blocks]
+            if tail_len:
+                out.append(tree_map(lambda x: x[..., :tail_len, :], tail.data[i]))
+            return out
+
+        caches = [rebuild(c, parts(i)) for i, c in enumerate(caches)]
         if n >= len(tokens):  # the whole prompt is cached: recompute its last token
             for c in caches:
                 c.trim(n - len(tokens) + 1)

@@ -181,14 +181,16 @@ class Scheduler:
                        f"cache holds {self.pool.capacity}; raise --kv-cache-memory")
                 rejected.append((seq.req, TokenEvent(seq.req.request_id, None, "error", error=msg)))
                 continue
-            self.pool.acquire(blocks)  # so that reserving cannot evict them
+            tail, tail_len = self.cache.partial(seq.tokens, blocks, seq.req.params.cache_salt)
+            used = blocks + ([tail] if tail is not None else [])
+            self.pool.acquire(used)  # so that reserving cannot evict them
             ok = self.pool.reserve(need)
             if not ok:
-                self.pool.release(blocks)
+                self.pool.release(used)
                 break  # first come, first served: later requests wait too
             self.waiting.popleft()
-            hit = self.cache.build(seq.tokens, blocks)
-            self.pool.release(blocks)
+            hit = self.cache.build(seq.tokens, blocks, tail, tail_len)
+            self.pool.release(used)
             seq.working = need
             if seq.cached_tokens is None:
                 seq.cached_tokens = hit.tokens
