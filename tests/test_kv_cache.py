@@ -191,11 +191,12 @@ def test_exhaustion_waits_and_preempts_instead_of_failing(mlx_model, vocab, plai
         eng.shutdown()
 
 
-def test_preemption_resumes_seeded_sampling_exactly(mlx_model, vocab, plain):
+@pytest.mark.parametrize("prefix_caching", [False, True])
+def test_preemption_resumes_seeded_sampling_exactly(mlx_model, vocab, plain, prefix_caching):
     prompts = token_lists(vocab, 12, 40, 60, seed=5)
-    params = SamplingParams(max_tokens=64, temperature=0.8, seed=7, presence_penalty=0.5)
+    params = SamplingParams(max_tokens=64, temperature=0.8, seed=7, presence_penalty=0.5, min_tokens=40)
     want = [r.token_ids for r in run_all(plain, prompts, params)]
-    eng = make_engine(mlx_model, kv_cache_memory=kv_bytes(mlx_model, 24), prefix_caching=False)
+    eng = make_engine(mlx_model, kv_cache_memory=kv_bytes(mlx_model, 24), prefix_caching=prefix_caching)
     try:
         got = run_all(eng, prompts, params)
         assert eng.kv_stats()["preemptions"] > 0
