@@ -103,6 +103,7 @@ class Scheduler:
         self.running: dict[int, _Seq] = {}
         self.preemptions = 0
         self._admitted = 0
+        self._writeback: list[_Seq] = []
 
     # -- state -------------------------------------------------------------
     def has_work(self) -> bool:
@@ -247,7 +248,10 @@ class Scheduler:
         prompt_responses, responses = self.generator.next()
         for pr in prompt_responses:
             if pr.end_of_prompt and pr.uid in self.running:
-                self._prompt_done(self.running[pr.uid])
+                seq = self.running[pr.uid]
+                seq.prompt_done = True
+                if self.cache.enabled and len(seq.hashes) * self.block_size > seq.hit_tokens:
+                    self._writeback.append(seq)
         wants_logprobs: list[tuple[TokenEvent, mx.array, int]] = []
         for r in responses:
             seq = self.running.get(r.uid)
@@ -271,10 +275,17 @@ class Scheduler:
         events += self._grow()
         return events
 
-    def _prompt_done(self, seq: _Seq) -> None:
-        seq.prompt_done = True
-        if self.cache.enabled and len(seq.hashes) * self.block_size > seq.hit_tokens:
-            cache, tokens = self.generator.extract_cache([seq.uid])[seq.uid]
+    def after_step(self) -> None:
+        """Work that can wait until the step's tokens are on their way: copy the
+        blocks of prompts that finished prefilling into the cache (requests waiting
+        for those blocks are admitted at the next step)."""
+        pending, self._writeback = self._writeback, []
+        live = [s for s in pending if s.uid in self.running and self.running[s.uid] is s]
+        if not live:
+            return
+        extracted = self.generator.extract_cache([s.uid for s in live])
+        for seq in live:
+            cache, tokens = extracted[seq.uid]
             self._store(seq, tokens, cache)
 
     def _store(self, seq: _Seq, tokens: list[int], caches: list[Any]) -> None:
