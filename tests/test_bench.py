@@ -42,7 +42,7 @@ def test_bench_serve_against_the_server(server, tmp_path):
 
 def test_bench_prefix_reports_every_scenario(random_model_dir):
     lines = bench("prefix", str(random_model_dir), "--system-tokens", "200", "--burst", "3", "--conc", "4",
-                  "--max-tokens", "4", "--capacity-requests", "3")
+                  "--max-tokens", "4", "--capacity-requests", "3", "--repeats", "1")
     by = {line["scenario"]: line for line in lines}
     assert set(by) == {"warm_repeat", "cold_burst", "conversation", "capacity", "no_share"}
     assert by["warm_repeat"]["cached_tokens"] >= 160 and by["cold_burst"]["requests_served_from_cache"] == 2

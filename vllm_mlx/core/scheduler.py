@@ -39,6 +39,7 @@ from typing import Any, Callable
 import mlx.core as mx
 from mlx_lm.generate import BatchGenerator, StopSequences
 
+from .guard import Failure, guard
 from .kv_blocks import BlockPool
 from .prefix_cache import PrefixCache, extend_hashes
 from .request import EngineRequest, TokenEvent, TokenLogprob
@@ -64,6 +65,7 @@ class _Seq:
     cached_tokens: int | None = None  # reported with the first token
     uid: int | None = None
     order: int = 0
+    failure: Failure = field(default_factory=Failure)  # set when its sampler or a processor raised
     hit_tokens: int = 0  # of ``tokens``, served from the cache at the last admission
     caches: list | None = None  # handed to BatchGenerator at insertion
 
@@ -102,6 +104,7 @@ class Scheduler:
         self.waiting: deque[_Seq | EngineRequest] = deque()
         self.running: dict[int, _Seq] = {}
         self.preemptions = 0
+        self.failed = 0  # requests ended because their own sampler or processor raised
         self._admitted = 0
         self._writeback: list[_Seq] = []
 
@@ -144,8 +147,10 @@ class Scheduler:
         stop_ids = set(p.stop_token_ids)
         if not p.ignore_eos:
             stop_ids |= self.eos_token_ids
-        seq = _Seq(req, list(req.prompt_ids), make_sampler(p), make_logits_processors(p, stop_ids),
-                   StopSequences([(t,) for t in sorted(stop_ids)]))
+        failure = Failure()
+        processors = guard(make_logits_processors(p, stop_ids), failure)
+        seq = _Seq(req, list(req.prompt_ids), make_sampler(p), processors,
+                   StopSequences([(t,) for t in sorted(stop_ids)]), failure=failure)
         seq.hashes = extend_hashes([], seq.tokens, self.block_size, p.cache_salt)
         return seq
 
@@ -245,6 +250,7 @@ class Scheduler:
         events = self._admit()
         if not self.running:
             return events
+        failed_before = {uid for uid, s in self.running.items() if s.failure.message is not None}
         prompt_responses, responses = self.generator.next()
         for pr in prompt_responses:
             if pr.end_of_prompt and pr.uid in self.running:
@@ -256,6 +262,15 @@ class Scheduler:
         for r in responses:
             seq = self.running.get(r.uid)
             if seq is None:  # aborted after its token was already in flight
+                continue
+            if seq.failure.message is not None and r.finish_reason is None:
+                # Its own processor raised, so only it ends. A failure during this step
+                # concerns the token drawn ahead; the token returned now is still good.
+                token = None if r.uid in failed_before else r.token
+                events.append((seq.req, TokenEvent(seq.req.request_id, token, "error", error=seq.failure.message)))
+                self.generator.remove([seq.uid])
+                self._drop(seq)
+                self.failed += 1
                 continue
             req = seq.req
             event = TokenEvent(req.request_id, r.token, r.finish_reason)
