@@ -213,6 +213,7 @@ class Engine:
             "prefix_hits": cache.hits,
             "preemptions": sched.preemptions,
             "evictions": pool.evictions,
+            "block_bytes": self.kv.bytes_per_token * self.kv.block_size,
         }
 
     def _loop(self) -> None:
