@@ -64,3 +64,26 @@ def test_sigterm_cancels_what_outlives_the_timeout_and_still_exits_0(random_mode
     assert out[0].startswith("data: {") and '"text"' in out[0]  # it was streaming
     assert out[-1] != "data: [DONE]" and len(out) < 2000  # and was cut off
     srv.stop()
+
+
+def test_request_timeout_gives_408_or_an_error_event(random_model_dir, tmp_path):
+    import openai
+    import pytest
+
+    srv = ServerProcess([str(random_model_dir), "--request-timeout", "1"], log_path=tmp_path / "log").wait_ready()
+    try:
+        client = openai.OpenAI(base_url=srv.url + "/v1", api_key="x", max_retries=0, timeout=60)
+        long = {"model": "default", "messages": [{"role": "user", "content": "go on"}], "max_tokens": 1900,
+                "temperature": 0, "extra_body": {"ignore_eos": True}}
+        with pytest.raises(openai.APIStatusError) as err:
+            client.chat.completions.create(**long)
+        assert err.value.status_code == 408 and err.value.body["code"] == "request_timeout"
+        chunks = []
+        with pytest.raises(openai.APIError, match="request timed out after 1 s"):
+            for chunk in client.chat.completions.create(**long, stream=True):
+                chunks.append(chunk)
+        assert len(chunks) > 2  # it streamed before the error event ended it
+        short = client.chat.completions.create(**{**long, "max_tokens": 3})
+        assert short.choices[0].finish_reason == "length"
+    finally:
+        srv.stop()

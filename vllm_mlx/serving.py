@@ -39,6 +39,7 @@ class ServeOptions:
     sliding_window: int | None = None
     prefix_cache_dir: str | None = None
     shutdown_timeout: float = 30.0  # seconds in-flight requests get to finish on SIGTERM/SIGINT
+    request_timeout: float | None = None  # seconds; a request still unfinished then ends with a 408
     max_queue: int = 1024
     allowed_origins: list[str] = field(default_factory=list)
     default_chat_template_kwargs: dict[str, Any] = field(default_factory=dict)
@@ -72,6 +73,7 @@ def build_state(opts: ServeOptions, plugins: PluginManager | None = None) -> Ser
         prefix_caching=opts.enable_prefix_caching,
         make_cache=lambda: policy.make_cache(loaded.model, cache_options),
         prefix_cache_dir=opts.prefix_cache_dir,
+        request_timeout=opts.request_timeout or None,
         cache_fingerprint=_fingerprint(loaded, policy.name, cache_options),
     ))
     try:
