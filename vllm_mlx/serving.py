@@ -40,7 +40,8 @@ def build_state(opts: ServeOptions, plugins: PluginManager | None = None) -> Ser
     plugins = plugins or PluginManager(extra=opts.plugins)
     loaded = load_model(opts.model, plugins, kinds=("llm",))
     reasoning = opts.reasoning_parser or loaded.default_reasoning_parser
-    tools = opts.tool_call_parser or loaded.default_tool_parser
+    tools = opts.tool_call_parser or plugins.detect_tool_parser(chat_template_text(loaded.tokenizer)) \
+        or loaded.default_tool_parser
     if opts.enable_auto_tool_choice and not tools:
         raise PluginError("--enable-auto-tool-choice needs --tool-call-parser NAME (this model family has no "
                           f"default); available: {', '.join(plugins.names('tool_parsers'))}")
@@ -75,6 +76,14 @@ def build_state(opts: ServeOptions, plugins: PluginManager | None = None) -> Ser
              name, loaded.loader, max_model_len, reasoning, tools)
     return ServerState(engine=AsyncEngine(engine), loaded=loaded, settings=settings,
                        reasoning_parser_cls=reasoning_cls, tool_parser_cls=tool_cls)
+
+
+def chat_template_text(tokenizer: Any) -> str | None:
+    """The tokenizer's chat template as text (all named templates joined, when it has several)."""
+    template = getattr(tokenizer, "chat_template", None)
+    if isinstance(template, dict):
+        return "\n".join(t for t in template.values() if isinstance(t, str))
+    return template if isinstance(template, str) else None
 
 
 def serve(opts: ServeOptions) -> None:

@@ -1,6 +1,6 @@
-"""Gemma 3 family: text checkpoints load through mlx-lm; the multimodal
-checkpoints (``gemma3`` with a vision tower) go to the vision loader once
-mlx-vlm support lands."""
+"""Gemma 3 family: text checkpoints load through mlx-lm (the multimodal
+checkpoints, with a vision tower, go to the vision loader once mlx-vlm support
+lands); tool calls are Python calls in a ``tool_code`` block."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from typing import Any
 
 from ..hookspecs import hookimpl
 from ..interfaces import LoadedModel, ModelLoader
+from ..parsers.gemma_tool_code import GemmaToolCodeParser
 from .mlx_lm_loader import load_with_mlx_lm, mlx_lm_supports
 
 
@@ -28,3 +29,8 @@ class Gemma3TextLoader(ModelLoader):
 @hookimpl
 def register_model_loaders():
     return [Gemma3TextLoader()]
+
+
+@hookimpl
+def register_tool_parsers():
+    return [GemmaToolCodeParser]

@@ -1,0 +1,62 @@
+"""Gemma 3 tool calls: Python-style calls in a ``tool_code`` code block::
+
+    ```tool_code
+    get_weather(city="Paris")
+    ```
+
+Several calls may be written one per line or as a list. Arguments must be
+literals; they are read with ``ast`` (never executed) and become JSON. The
+name streams as soon as it is written; the arguments come whole, when the
+block closes.
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+import re
+
+from .markup_tools import MarkupToolParser, PartialCall, RegionParse
+
+OPEN = "```tool_code"
+CLOSE = "```"
+_NAME = re.compile(r"\s*\[?\s*([A-Za-z_][\w.]*)\s*\(")
+
+
+def _calls(code: str) -> list[tuple[str, str]] | None:
+    try:
+        tree = ast.parse(code.strip())
+    except SyntaxError:
+        return None
+    found = []
+    for stmt in tree.body:
+        if not isinstance(stmt, ast.Expr):
+            return None
+        items = stmt.value.elts if isinstance(stmt.value, (ast.List, ast.Tuple)) else [stmt.value]
+        for item in items:
+            if not isinstance(item, ast.Call) or item.args or not isinstance(item.func, (ast.Name, ast.Attribute)):
+                return None
+            try:
+                args = {kw.arg: ast.literal_eval(kw.value) for kw in item.keywords if kw.arg}
+            except ValueError:
+                return None
+            found.append((ast.unparse(item.func), json.dumps(args, ensure_ascii=False)))
+    return found
+
+
+class GemmaToolCodeParser(MarkupToolParser):
+    name = "gemma3"
+    starts = (OPEN,)
+    template_markers = ("tool_code",)
+
+    def parse_region(self, region: str, final: bool) -> RegionParse:
+        close = region.find(CLOSE, len(OPEN))
+        if close == -1 and not final:
+            head = _NAME.match(region, len(OPEN))
+            return RegionParse([PartialCall(head.group(1))] if head else [])
+        code = region[len(OPEN):close if close != -1 else len(region)]
+        calls = _calls(code)
+        if not calls:
+            return RegionParse([], close + len(CLOSE) if close != -1 else None, True)
+        end = close + len(CLOSE) if close != -1 else len(region)
+        return RegionParse([PartialCall(name, args, True) for name, args in calls], end)
