@@ -1,0 +1,125 @@
+"""Structured outputs through the real server: a random-weight model under a
+grammar writes JSON that validates, alone or batched with free requests."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+import jsonschema
+import pytest
+
+SCHEMA = {
+    "type": "object",
+    "properties": {
+        "name": {"type": "string", "maxLength": 12},
+        "age": {"type": "integer", "minimum": 0, "maximum": 150},
+        "color": {"type": "string", "enum": ["red", "green", "blue"]},
+        "tags": {"type": "array", "items": {"type": "string", "maxLength": 6}, "maxItems": 3},
+        "ok": {"type": "boolean"},
+    },
+    "required": ["name", "age", "color", "ok"],
+    "additionalProperties": False,
+}
+FORMAT = {"type": "json_schema", "json_schema": {"name": "person", "schema": SCHEMA, "strict": True}}
+MSG = [{"role": "user", "content": "Describe a person as JSON."}]
+WEATHER = {"type": "function", "function": {"name": "get_weather", "parameters": {
+    "type": "object", "properties": {"city": {"type": "string", "maxLength": 10}, "days": {"type": "integer",
+                                     "minimum": 1, "maximum": 9}},
+    "required": ["city", "days"], "additionalProperties": False}}}
+TIME = {"type": "function", "function": {"name": "get_time", "parameters": {
+    "type": "object", "properties": {"zone": {"type": "string", "enum": ["UTC", "CET"]}},
+    "required": ["zone"], "additionalProperties": False}}}
+
+
+@pytest.fixture(scope="module")
+def tool_client(random_model_dir, tmp_path_factory):
+    """The random model with room for tool definitions in the prompt (the shared server has 512)."""
+    from openai import OpenAI
+
+    from server_process import ServerProcess
+
+    srv = ServerProcess([str(random_model_dir), "--served-model-name", "random-llama", "--max-model-len", "2048"],
+                        log_path=tmp_path_factory.mktemp("logs") / "structured.log").wait_ready()
+    yield OpenAI(base_url=srv.url + "/v1", api_key="unused", max_retries=0, timeout=120)
+    srv.stop()
+
+
+def test_json_schema_holds_for_20_seeds_batched_with_free_requests(async_client_factory):
+    async def run():
+        client = async_client_factory()
+        free_kw = dict(model="random-llama", messages=MSG, max_tokens=24, temperature=0)
+        alone = (await client.chat.completions.create(**free_kw)).choices[0].message.content
+        constrained = [client.chat.completions.create(model="random-llama", messages=MSG, max_tokens=200,
+                                                      temperature=1.0, seed=seed, response_format=FORMAT)
+                       for seed in range(20)]
+        free = [client.chat.completions.create(**free_kw) for _ in range(3)]
+        results = await asyncio.gather(*constrained, *free)
+        return alone, results[:20], results[20:]
+
+    alone, constrained, free = asyncio.run(run())
+    for r in constrained:
+        assert r.choices[0].finish_reason == "stop", r.choices[0].message.content
+        jsonschema.validate(json.loads(r.choices[0].message.content), SCHEMA)
+    assert len({r.choices[0].message.content for r in constrained}) > 5  # the seeds really differ
+    assert [r.choices[0].message.content for r in free] == [alone] * 3  # free requests are untouched
+
+
+def test_json_object_streams_valid_json(client):
+    chunks = client.chat.completions.create(model="random-llama", messages=MSG, max_tokens=120, temperature=0.7,
+                                            seed=3, stream=True, response_format={"type": "json_object"})
+    text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    assert isinstance(json.loads(text), dict)
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_named_tool_choice_forces_that_call(tool_client, stream):
+    client = tool_client
+    from stream_helpers import collect
+
+    r = client.chat.completions.create(model="random-llama", messages=MSG, max_tokens=120, temperature=0.8, seed=1,
+                                       tools=[WEATHER, TIME], stream=stream,
+                                       tool_choice={"type": "function", "function": {"name": "get_weather"}})
+    if stream:
+        got = collect(r)
+        calls = [(c["name"], c["arguments"]) for c in got.calls]
+        assert got.content == ""
+    else:
+        msg = r.choices[0].message
+        calls = [(c.function.name, c.function.arguments) for c in msg.tool_calls]
+        assert msg.content is None
+    assert len(calls) == 1 and calls[0][0] == "get_weather"
+    jsonschema.validate(json.loads(calls[0][1]), WEATHER["function"]["parameters"])
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_required_tool_choice_gives_calls(tool_client, stream):
+    client = tool_client
+    from stream_helpers import collect
+
+    schemas = {t["function"]["name"]: t["function"]["parameters"] for t in (WEATHER, TIME)}
+    for seed in range(3):
+        r = client.chat.completions.create(model="random-llama", messages=MSG, max_tokens=200, temperature=0.8,
+                                           seed=seed, tools=[WEATHER, TIME], tool_choice="required", stream=stream,
+                                           parallel_tool_calls=False)  # random weights: one call, or it rambles
+        if stream:
+            got = collect(r)
+            calls, finish = [(c["name"], c["arguments"]) for c in got.calls], got.finish_reason
+        else:
+            calls = [(c.function.name, c.function.arguments) for c in r.choices[0].message.tool_calls]
+            finish = r.choices[0].finish_reason
+        assert finish == "tool_calls" and calls
+        for name, arguments in calls:
+            jsonschema.validate(json.loads(arguments), schemas[name])
+
+
+def test_invalid_schema_is_a_400(client):
+    import openai
+
+    bad = {"type": "json_schema", "json_schema": {"name": "x", "schema": {"type": "object",
+                                                                          "properties": {"a": {"type": 7}}}}}
+    with pytest.raises(openai.BadRequestError) as err:
+        client.chat.completions.create(model="random-llama", messages=MSG, max_tokens=5, response_format=bad)
+    body = err.value.body
+    assert body["param"] == "response_format" and body["type"] == "invalid_request_error"
+    assert "Invalid JSON Schema" in body["message"]
