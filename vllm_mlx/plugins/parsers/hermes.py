@@ -26,10 +26,10 @@ class HermesToolParser(MarkupToolParser):
             if final and end is not None and not error and not region[end:].strip():
                 return RegionParse([call], len(region))  # the model stopped before the closing tag
             if error and end is not None and not final:
-                return RegionParse()  # a complete but invalid object: settle it at the closing tag
+                return RegionParse([call] if call.name else [])  # complete but invalid: settle it at the closing tag
             return RegionParse([call] if call.name else [], None, error or final)
         call, end, error = parse_json_call(region[:close], body, True)
         region_end = close + len(self.end)
         if error or end is None or region[end:close].strip():
-            return RegionParse([], region_end, True)
+            return RegionParse([call] if call.name else [], region_end, True)
         return RegionParse([call], region_end)

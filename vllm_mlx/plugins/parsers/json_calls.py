@@ -39,44 +39,48 @@ def checked_arguments(raw: str) -> str | None:
     return raw if isinstance(value, dict) else arguments_text(value) if isinstance(value, str) else None
 
 
+def _partial(text: str, pos: int) -> PartialCall:
+    """The call as far as its text reads like one: the name once written (name
+    first), then the arguments text as the model wrote it."""
+    head = _HEAD.match(text, pos)
+    if head is None:
+        return PartialCall()
+    try:
+        name = json.loads('"' + head.group(1) + '"')
+    except ValueError:
+        return PartialCall()
+    a_end = json_value_end(text, head.end())
+    args = text[head.end():a_end]
+    return PartialCall(name, args if args.startswith("{") else "")
+
+
 def parse_json_call(text: str, pos: int, final: bool) -> tuple[PartialCall, int | None, bool]:
     """Read the call object starting at ``text[pos]`` (after whitespace).
 
     Returns ``(call, end, error)``: ``end`` is the index past the object once it
-    is complete, ``error`` says the text is not (or cannot become) a call.
+    is complete, ``error`` says the text is not (or cannot become) a call; then
+    ``call`` is what had been read of it (for a header already streamed).
     """
     end = json_value_end(text, pos)
     if end is not None:
         try:
             obj = json.loads(text[pos:end])
         except ValueError:
-            return PartialCall(), end, True
+            return _partial(text[:end], pos), end, True
         if not isinstance(obj, dict) or not isinstance(obj.get("name"), str):
             return PartialCall(), end, True
         key = next((k for k in ARG_KEYS if k in obj), None)
         arguments = arguments_text(obj.get(key) if key else None)
         if arguments is None:
-            return PartialCall(), end, True
-        head = _HEAD.match(text, pos)
-        if head:  # keep the model's own text, which is what was streamed
-            a_end = json_value_end(text, head.end())
-            raw = text[head.end():a_end] if a_end else ""
-            if raw.startswith("{") and checked_arguments(raw) == raw:
-                arguments = raw
+            return _partial(text[:end], pos), end, True
+        partial = _partial(text[:end], pos)
+        if partial.arguments and checked_arguments(partial.arguments) == partial.arguments:
+            arguments = partial.arguments  # the model's own text, which is what was streamed
         return PartialCall(obj["name"], arguments, True), end, False
     rest = text[pos:].lstrip()
     if final or (rest and rest[0] != "{"):
-        return PartialCall(), None, True
-    head = _HEAD.match(text, pos)
-    if head is None:
-        return PartialCall(), None, False
-    try:
-        name = json.loads('"' + head.group(1) + '"')
-    except ValueError:
-        return PartialCall(), None, True
-    a_end = json_value_end(text, head.end())
-    args = text[head.end():a_end]
-    return PartialCall(name, args if args.startswith("{") else ""), None, False
+        return _partial(text, pos), None, True
+    return _partial(text, pos), None, False
 
 
 def parse_call_sequence(text: str, pos: int, final: bool, separators: str) -> tuple[list[PartialCall], int, bool]:

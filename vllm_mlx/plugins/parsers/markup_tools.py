@@ -10,7 +10,7 @@ once a call's name is known, then each new piece of its JSON arguments.
 
 Markup that turns out not to be a valid call comes back as plain content,
 as long as no piece of it has been sent; a header already streamed cannot be
-taken back, so such a call ends with the arguments sent so far.
+taken back, so such a call ends with the arguments as the model wrote them.
 """
 
 from __future__ import annotations
@@ -128,7 +128,8 @@ class MarkupToolParser(ToolParser):
                 end = len(self.buf) if res.end is None or res.end <= 0 else res.end
                 if not self.sent:
                     self._content(content, self.buf[:end])
-                else:
+                else:  # too late to make it content: finish the call with the model's own text
+                    self._announce(res.calls, deltas)
                     log.warning("%s: malformed tool call after its header was streamed: %r", self.name,
                                 self.buf[:200])
                 self.buf, self.in_region = self.buf[end:], False
