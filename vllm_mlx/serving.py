@@ -45,8 +45,9 @@ def build_state(opts: ServeOptions, plugins: PluginManager | None = None) -> Ser
     if opts.enable_auto_tool_choice and not tools:
         raise PluginError("--enable-auto-tool-choice needs --tool-call-parser NAME (this model family has no "
                           f"default); available: {', '.join(plugins.names('tool_parsers'))}")
-    reasoning_cls = plugins.reasoning_parser(reasoning) if reasoning else None
-    tool_cls = plugins.tool_parser(tools) if tools else None
+    # "none" turns a parser off explicitly (tools then reach the model and its reply comes back unparsed)
+    reasoning_cls = plugins.reasoning_parser(reasoning) if reasoning and reasoning != "none" else None
+    tool_cls = plugins.tool_parser(tools) if tools and tools != "none" else None
     plugins.cache_policy(opts.cache_policy)  # fail at start-up on an unknown name
     context = loaded.context_length or 4096
     max_model_len = min(opts.max_model_len or context, context) if opts.max_model_len else context

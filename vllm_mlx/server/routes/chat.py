@@ -59,7 +59,7 @@ def make_parsers(state: ServerState, req: ChatCompletionRequest, prompt_ids: lis
     forced = forced_tool_parser(plan)
     if forced is not None:
         tool_cls, tool_options = forced
-    elif plan.tool_mode == "auto":
+    elif plan.tool_mode == "auto" and state.settings.tool_call_parser != "none":
         if state.tool_parser_cls is None:
             raise bad_request("This server parses no tool calls: start it with --tool-call-parser NAME "
                               "(see `vllm-mlx plugins`)", param="tools")
