@@ -36,13 +36,14 @@ class GrammarError(ValueError):
 class Guide:
     """A compiled grammar. Every sequence gets its own copy of the matcher."""
 
-    def __init__(self, matcher: Any, vocab_size: int):
+    def __init__(self, matcher: Any, vocab_size: int, eos_ids: list[int]):
         self.matcher = matcher
         self.vocab_size = vocab_size
+        self.eos_ids = eos_ids
 
     def logits_processor(self) -> LogitsProcessor:
         matcher = self.matcher.deep_copy()
-        vocab = self.vocab_size
+        vocab, eos = self.vocab_size, self.eos_ids
         start: list[int] = []  # context length at the first call (the prompt)
         consumed = [0]
 
@@ -56,11 +57,14 @@ class Guide:
                 consumed[0] += len(new)
                 for token in new:
                     matcher.consume_token(int(token))
-            mask = np.frombuffer(matcher.compute_logit_bias(), dtype=np.uint8)
             width = logits.shape[-1]
             allowed = np.zeros(width, dtype=np.bool_)
-            n = min(width, mask.size, vocab)
-            allowed[:n] = mask[:n] > 0
+            if matcher.is_error():  # cannot happen with the mask applied; if it does, end the reply
+                allowed[[t for t in eos if t < width]] = True
+            else:
+                mask = np.frombuffer(matcher.compute_logit_bias(), dtype=np.uint8)
+                n = min(width, mask.size, vocab)
+                allowed[:n] = mask[:n] > 0
             return mx.where(mx.array(allowed), logits, mx.array(-mx.inf, dtype=logits.dtype))
 
         return apply
@@ -97,7 +101,7 @@ class GrammarCompiler:
         matcher = llguidance.LLMatcher(lltok, grammar, log_level=0)
         if matcher.is_error():
             raise GrammarError(matcher.get_error())
-        return Guide(matcher, self.vocab_size)
+        return Guide(matcher, self.vocab_size, self.eos_ids)
 
     def compile_json_schema(self, schema: dict) -> Guide:
         import llguidance
