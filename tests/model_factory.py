@@ -36,7 +36,7 @@ def build_tokenizer(out: Path, vocab_size: int) -> int:
 
 
 def build_random_model(out: Path, *, hidden: int = 64, layers: int = 2, vocab: int = 1024, seed: int = 0,
-                       max_len: int = 2048, arch: str = "llama") -> Path:
+                       max_len: int = 2048, arch: str = "llama", extra: dict | None = None) -> Path:
     """A random model; ``llama`` by default so no family plugin adds parsers that
     would reshape its (random) output."""
     import mlx.core as mx
@@ -61,6 +61,7 @@ def build_random_model(out: Path, *, hidden: int = 64, layers: int = 2, vocab: i
     }
     if arch == "llama":
         config.update(attention_bias=False, mlp_bias=False)
+    config.update(extra or {})
     model_cls, args_cls = _get_classes(config)
     mx.random.seed(seed)
     model = model_cls(args_cls.from_dict(config))

@@ -38,3 +38,15 @@ def test_bench_serve_against_the_server(server, tmp_path):
                   "--prompt-words", "8", "--json-out", str(out))
     check(lines, "serve")
     assert [json.loads(x) for x in out.read_text().splitlines()] == lines
+
+
+def test_bench_prefix_reports_every_scenario(random_model_dir):
+    lines = bench("prefix", str(random_model_dir), "--system-tokens", "200", "--burst", "3", "--conc", "4",
+                  "--max-tokens", "4", "--capacity-requests", "3")
+    by = {line["scenario"]: line for line in lines}
+    assert set(by) == {"warm_repeat", "cold_burst", "conversation", "capacity", "no_share"}
+    assert by["warm_repeat"]["cached_tokens"] >= 160 and by["cold_burst"]["requests_served_from_cache"] == 2
+    assert by["conversation"]["ok"] and by["capacity"]["failed"] == 0
+    assert by["capacity"]["shared_system_prompt"]["cached_blocks"] < \
+        by["capacity"]["shared_system_prompt"]["full_copy_per_conversation_blocks"]
+    assert by["no_share"]["tok_s_caching_on"] > 0

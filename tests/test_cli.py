@@ -41,3 +41,19 @@ def test_folder_without_config_is_rejected(tmp_path):
 def test_bad_default_chat_template_kwargs_is_a_usage_error(tmp_path):
     out = cli("serve", str(tmp_path), "--default-chat-template-kwargs", "[1]")
     assert out.returncode == 2 and "JSON object" in out.stderr
+
+
+def test_kv_cache_flags_are_listed_and_bad_values_are_one_line_errors(random_model_dir):
+    serve = cli("serve", "--help")
+    for flag in ("--kv-cache-memory", "--block-size", "--enable-prefix-caching", "--kv-cache-bits",
+                 "--kv-cache-group-size", "--sliding-window", "--cache-policy"):
+        assert flag in serve.stdout
+    out = cli("serve", str(random_model_dir), "--port", "1", "--sliding-window", "0")
+    assert out.returncode == 2 and "--sliding-window applies to models with sliding-window layers" in out.stderr
+    out = cli("serve", str(random_model_dir), "--port", "1", "--kv-cache-memory", "lots")
+    assert out.returncode == 2 and "--kv-cache-memory lots" in out.stderr
+    out = cli("serve", str(random_model_dir), "--port", "1", "--cache-policy", "nope")
+    assert out.returncode == 2 and "unknown cache policy 'nope'" in out.stderr
+    # The random model's 16-wide heads cannot be quantized in groups of 32 or more: said at start-up.
+    out = cli("serve", str(random_model_dir), "--port", "1", "--kv-cache-bits", "8")
+    assert out.returncode == 2 and "group size" in out.stderr

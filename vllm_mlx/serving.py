@@ -7,6 +7,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .core import AsyncEngine, Engine, EngineConfig
+from .core.kv_budget import parse_memory
+from .plugins.interfaces import CacheOptions
 from .model_source import load_model, sampling_defaults
 from .plugins import PluginError, PluginManager
 from .server import ServerSettings, ServerState, create_app
@@ -28,7 +30,14 @@ class ServeOptions:
     reasoning_parser: str | None = None
     tool_call_parser: str | None = None
     enable_auto_tool_choice: bool = False
-    cache_policy: str = "lru"
+    cache_policy: str = "auto"
+    kv_cache_memory: str | None = None  # "8" GiB, "512MiB", "40%" of memory; None: the default share
+    block_size: int = 32
+    enable_prefix_caching: bool = True
+    kv_cache_bits: int | None = None
+    kv_cache_group_size: int = 64
+    sliding_window: int | None = None
+    prefix_cache_dir: str | None = None
     max_queue: int = 1024
     allowed_origins: list[str] = field(default_factory=list)
     default_chat_template_kwargs: dict[str, Any] = field(default_factory=dict)
@@ -48,12 +57,32 @@ def build_state(opts: ServeOptions, plugins: PluginManager | None = None) -> Ser
     # "none" turns a parser off explicitly (tools then reach the model and its reply comes back unparsed)
     reasoning_cls = plugins.reasoning_parser(reasoning) if reasoning and reasoning != "none" else None
     tool_cls = plugins.tool_parser(tools) if tools and tools != "none" else None
-    plugins.cache_policy(opts.cache_policy)  # fail at start-up on an unknown name
+    policy = plugins.cache_policy_for(opts.cache_policy, loaded.model, loaded.config)
+    cache_options = CacheOptions(kv_bits=opts.kv_cache_bits, kv_group_size=opts.kv_cache_group_size,
+                                 sliding_window=opts.sliding_window)
+    try:
+        parse_memory(opts.kv_cache_memory)
+        policy.make_cache(loaded.model, cache_options)  # a bad combination fails here, with its reason
+    except ValueError as exc:
+        raise PluginError(str(exc)) from None
     context = loaded.context_length or 4096
     max_model_len = min(opts.max_model_len or context, context) if opts.max_model_len else context
     engine = Engine(loaded.model, loaded.tokenizer, EngineConfig(
         max_num_seqs=opts.max_num_seqs, prefill_step_size=opts.prefill_step_size,
-    )).start()
+        block_size=opts.block_size, kv_cache_memory=opts.kv_cache_memory,
+        prefix_caching=opts.enable_prefix_caching,
+        make_cache=lambda: policy.make_cache(loaded.model, cache_options),
+        prefix_cache_dir=opts.prefix_cache_dir,
+        cache_fingerprint=_fingerprint(loaded, policy.name, cache_options),
+    ))
+    try:
+        engine.start()
+    except RuntimeError as exc:  # e.g. a KV quantization the model's head size does not allow
+        raise PluginError(str(exc)) from None
+    if engine.kv.capacity_tokens < max_model_len:
+        log.warning("the KV cache holds %d tokens, less than the context of %d: limiting the context to it "
+                    "(raise --kv-cache-memory for more)", engine.kv.capacity_tokens, max_model_len)
+        max_model_len = engine.kv.capacity_tokens
     name = opts.served_model_name or (
         "vllm-mlx-demo" if loaded.is_demo and opts.model is None else (opts.model or str(loaded.path)))
     settings = ServerSettings(
@@ -62,7 +91,7 @@ def build_state(opts: ServeOptions, plugins: PluginManager | None = None) -> Ser
         max_model_len=max_model_len,
         reasoning_parser=reasoning,
         tool_call_parser=tools,
-        cache_policy=opts.cache_policy,
+        cache_policy=policy.name,
         max_num_seqs=opts.max_num_seqs,
         max_queue=opts.max_queue,
         allowed_origins=tuple(opts.allowed_origins),
@@ -85,6 +114,18 @@ def chat_template_text(tokenizer: Any) -> str | None:
     if isinstance(template, dict):
         return "\n".join(t for t in template.values() if isinstance(t, str))
     return template if isinstance(template, str) else None
+
+
+def _fingerprint(loaded, policy: str, options: CacheOptions) -> str:
+    """Names the weights and cache layout that stored prefix blocks belong to."""
+    import hashlib
+    import json
+
+    files = sorted((p.name, p.stat().st_size, int(p.stat().st_mtime))
+                   for p in (loaded.path.glob("*.safetensors") if loaded.path else []))
+    text = json.dumps([loaded.config, files, policy, options.kv_bits, options.kv_group_size, options.sliding_window],
+                      sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()
 
 
 def serve(opts: ServeOptions) -> None:

@@ -10,10 +10,11 @@ their numbers compare like with like: ``tok_s`` is aggregate output tokens per w
 
 from .engine import BenchError, EngineBenchConfig, engine_bench
 from .load import ServeBenchConfig, serve_bench
+from .prefix import PrefixBenchConfig, prefix_bench
 from .raw import RawBenchConfig, raw_bench
 from .stats import FIELDS, Reporter, RequestStats, percentile, requests_for, summarize
 
 __all__ = [
     "FIELDS", "BenchError", "EngineBenchConfig", "RawBenchConfig", "Reporter", "RequestStats",
-    "ServeBenchConfig", "engine_bench", "percentile", "raw_bench", "requests_for", "serve_bench", "summarize",
+    "PrefixBenchConfig", "ServeBenchConfig", "prefix_bench", "engine_bench", "percentile", "raw_bench", "requests_for", "serve_bench", "summarize",
 ]

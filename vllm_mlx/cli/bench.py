@@ -125,3 +125,36 @@ def raw_cmd(model, conc, requests, max_tokens, label, json_out, prompt_tokens, p
     except (BenchError, ModelSourceError, PluginError) as exc:
         click.echo(f"error: {exc}", err=True)
         sys.exit(2)
+
+
+@bench.command("prefix")
+@click.argument("model")
+@click.option("--system-tokens", default=3422, show_default=True, type=click.IntRange(32),
+              help="Length of the shared system prompt (random ids).")
+@click.option("--burst", default=8, show_default=True, type=click.IntRange(2), help="Requests in the cold burst.")
+@click.option("--block-size", default=32, show_default=True, type=click.IntRange(1), help="KV block size.")
+@click.option("--conc", default=16, show_default=True, type=click.IntRange(1), help="Concurrency of no_share.")
+@click.option("--max-tokens", default=64, show_default=True, type=click.IntRange(1), help="Tokens per no_share request.")
+@click.option("--capacity-requests", default=24, show_default=True, type=click.IntRange(1),
+              help="1k-token requests sent at once in the capacity scenario.")
+@click.option("--scenario", "scenarios", multiple=True,
+              type=click.Choice(["warm_repeat", "cold_burst", "conversation", "capacity", "no_share"]),
+              help="Run only these (repeatable; default: all).")
+@click.option("--label", default="", help="Free text copied into every JSON line.")
+@click.option("--json-out", default=None, type=click.Path(dir_okay=False), help="Also append the JSON lines here.")
+def prefix_cmd(model, system_tokens, burst, block_size, conc, max_tokens, capacity_requests, scenarios, label, json_out):
+    """The prefix cache's targets on MODEL, in-process: warm vs cold TTFT, a cold burst sharing a
+    prefix, a 10-turn conversation, capacity at a fixed KV budget, and the cost when nothing is shared."""
+    from ..bench import BenchError, PrefixBenchConfig, prefix_bench
+    from ..model_source import ModelSourceError
+    from ..plugins import PluginError
+
+    cfg = PrefixBenchConfig(model=model, system_tokens=system_tokens, burst=burst, block_size=block_size, conc=conc,
+                            max_tokens=max_tokens, capacity_requests=capacity_requests, label=label)
+    if scenarios:
+        cfg.scenarios = tuple(scenarios)
+    try:
+        prefix_bench(cfg, _reporter(json_out))
+    except (BenchError, ModelSourceError, PluginError) as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(2)

@@ -65,13 +65,32 @@ def _json_object(ctx, param, value):
 @click.option("--allowed-origins", "allowed_origins", multiple=True, metavar="ORIGIN",
               help="Allow browser requests (CORS) from this origin, e.g. http://localhost:3000 or '*' "
                    "(repeatable; default: CORS off).")
-@click.option("--cache-policy", default="lru", show_default=True,
-              help="Prefix-cache policy plugin deciding what cached prompt blocks are kept and evicted.")
+@click.option("--cache-policy", default="auto", show_default=True,
+              help="Cache policy plugin: which KV cache each layer uses (default, quantized, gemma3, ...); "
+                   "auto picks the model family's.")
+@click.option("--kv-cache-memory", default=None, metavar="SIZE",
+              help="KV cache budget: GiB (8), MiB (512MiB) or a share of memory (40%%). Default: 60%% of what "
+                   "the device may use, minus the weights.")
+@click.option("--block-size", default=32, show_default=True, type=click.IntRange(1, 1024),
+              help="Tokens per KV cache block (the unit of memory and of prefix sharing).")
+@click.option("--enable-prefix-caching/--no-enable-prefix-caching", default=True, show_default=True,
+              help="Reuse the KV of prompt prefixes other requests already computed.")
+@click.option("--kv-cache-bits", default=None, type=click.Choice(["4", "8"]),
+              help="Quantize the KV cache to this many bits (less memory, slightly different output).")
+@click.option("--kv-cache-group-size", default=64, show_default=True, type=click.Choice(["32", "64", "128"]),
+              help="Quantization group size for --kv-cache-bits.")
+@click.option("--sliding-window", default=None, type=click.IntRange(0),
+              help="Gemma 3: cache size of the sliding-window layers; 0 = full cache on every layer "
+                   "(long contexts, full prefix sharing). Default: the model's window.")
+@click.option("--prefix-cache-dir", default=None, type=click.Path(file_okay=False),
+              help="Keep prefix-cache blocks in this folder across restarts (written when evicted and at "
+                   "shutdown, verified when read).")
 @click.option("--log-level", default="info", show_default=True,
               type=click.Choice(["critical", "error", "warning", "info", "debug"]), help="Logging detail.")
 def serve(model, host, port, api_key, served_model_name, max_num_seqs, max_queue, max_model_len, prefill_step_size, plugins,
           reasoning_parser, tool_call_parser, enable_auto_tool_choice, default_chat_template_kwargs, allowed_origins,
-          cache_policy, log_level):
+          cache_policy, kv_cache_memory, block_size, enable_prefix_caching, kv_cache_bits, kv_cache_group_size,
+          sliding_window, prefix_cache_dir, log_level):
     """Serve MODEL (a local folder or a Hugging Face repo id) on an OpenAI-compatible API.
 
     With no MODEL, serves the built-in demo model (built once into the user cache, offline).
@@ -87,7 +106,10 @@ def serve(model, host, port, api_key, served_model_name, max_num_seqs, max_queue
         plugins=list(plugins), reasoning_parser=reasoning_parser, tool_call_parser=tool_call_parser,
         enable_auto_tool_choice=enable_auto_tool_choice,
         default_chat_template_kwargs=default_chat_template_kwargs, cache_policy=cache_policy, log_level=log_level,
-        allowed_origins=list(allowed_origins),
+        allowed_origins=list(allowed_origins), kv_cache_memory=kv_cache_memory, block_size=block_size,
+        enable_prefix_caching=enable_prefix_caching, kv_cache_bits=int(kv_cache_bits) if kv_cache_bits else None,
+        kv_cache_group_size=int(kv_cache_group_size), sliding_window=sliding_window,
+        prefix_cache_dir=prefix_cache_dir,
     )
     try:
         run_server(opts)

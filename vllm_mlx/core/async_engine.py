@@ -173,8 +173,11 @@ class SequenceResult:
     finish_reason: str | None = None
     stop_reason: str | int | None = None
     error: str | None = None
+    cached_tokens: int = 0
 
     def add(self, d: SequenceDelta) -> None:
+        if d.cached_tokens is not None:
+            self.cached_tokens = d.cached_tokens
         self.text += d.text
         self.reasoning += d.reasoning
         if d.tool_calls:

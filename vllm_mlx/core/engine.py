@@ -15,8 +15,14 @@ import threading
 import traceback
 from dataclasses import dataclass, field
 
-import mlx.core as mx
+from typing import Any, Callable
 
+import mlx.core as mx
+from mlx_lm.models.cache import make_prompt_cache
+
+from .kv_blocks import BlockPool
+from .kv_budget import GiB, kv_budget
+from .kv_layers import per_token_bytes, shareable
 from .request import EngineRequest, OutputSink, TokenEvent
 from .scheduler import Scheduler
 
@@ -28,6 +34,28 @@ class EngineConfig:
     max_num_seqs: int = 64
     prefill_batch_size: int = 8
     prefill_step_size: int = 512
+    block_size: int = 32  # tokens per KV block
+    kv_cache_memory: str | float | None = None  # "8" (GiB), "512MiB", "40%"; None: the default share
+    prefix_caching: bool = True
+    make_cache: Callable[[], list[Any]] | None = None  # per-layer caches for one sequence (the cache policy)
+    prefix_cache_dir: str | None = None  # keep cached blocks across restarts here
+    cache_fingerprint: str = ""  # names the model and cache layout the stored blocks belong to
+
+
+@dataclass
+class KVPlan:
+    """What the engine decided about KV memory at start-up."""
+
+    block_size: int
+    capacity: int  # blocks
+    budget_bytes: int
+    bytes_per_token: int
+    prefix_caching: bool
+    why_not_sharing: str | None = None
+
+    @property
+    def capacity_tokens(self) -> int:
+        return self.capacity * self.block_size
 
 
 @dataclass
@@ -64,6 +92,10 @@ class Engine:
         self._stopping = False
         self._num_waiting = 0
         self._num_running = 0
+        self.kv: KVPlan | None = None  # set when the engine thread has started
+        self.start_error: Exception | None = None
+        self.store = None  # the PrefixStore, with --prefix-cache-dir
+        self.on_shutdown: Callable[[Scheduler], None] | None = None  # runs on the engine thread at shutdown
 
     # -- lifecycle ---------------------------------------------------------
     def start(self) -> "Engine":
@@ -72,6 +104,8 @@ class Engine:
         self._thread = threading.Thread(target=self._run, name="vllm-mlx-engine", daemon=True)
         self._thread.start()
         self._ready.wait()
+        if self.start_error is not None:
+            raise RuntimeError(f"engine failed to start: {self.start_error}") from self.start_error
         return self
 
     def shutdown(self, timeout: float = 10.0) -> None:
@@ -100,15 +134,28 @@ class Engine:
     def _run(self) -> None:
         # Streams are created on the thread that uses them (Metal requires it).
         stream = mx.new_stream(mx.default_device())
-        self._scheduler = Scheduler(
-            self.model,
-            self.eos_token_ids,
-            max_num_seqs=self.config.max_num_seqs,
-            vocab_size=self.vocab_size,
-            prefill_batch_size=self.config.prefill_batch_size,
-            prefill_step_size=self.config.prefill_step_size,
-            stream=stream,
-        )
+        try:
+            with mx.stream(stream):
+                pool, make_cache = self._plan_kv()
+            self._scheduler = Scheduler(
+                self.model,
+                self.eos_token_ids,
+                max_num_seqs=self.config.max_num_seqs,
+                vocab_size=self.vocab_size,
+                prefill_batch_size=self.config.prefill_batch_size,
+                prefill_step_size=self.config.prefill_step_size,
+                stream=stream,
+                pool=pool,
+                make_cache=make_cache,
+                prefix_caching=self.kv.prefix_caching,
+            )
+            self._scheduler.cache.disk = self.store
+        except Exception as exc:  # noqa: BLE001 - a bad cache set-up must not hang start()
+            self.start_error = exc
+            self._ready.set()
+            self._die(exc)
+            self._release(stream)
+            threading.Event().wait()
         self.state = "running"
         self._ready.set()
         try:
@@ -120,6 +167,53 @@ class Engine:
         # exited makes the process abort at exit about one time in three ("terminate
         # called without an active exception"); a parked daemon thread never does.
         threading.Event().wait()
+
+    def _plan_kv(self) -> tuple[BlockPool, Callable[[], list[Any]]]:
+        """Size the block pool: probe one token through the cache policy's caches to
+        learn the KV bytes per token, then divide the budget into blocks."""
+        cfg = self.config
+        make_cache = cfg.make_cache or (lambda: make_prompt_cache(self.model))
+        probe = make_cache()
+        self.model(mx.array([[0]]), cache=probe)
+        mx.eval([c.state for c in probe])
+        per_token = per_token_bytes(probe)
+        why_not = shareable(probe)
+        budget = kv_budget(self.model, cfg.kv_cache_memory)
+        if per_token:
+            capacity = budget // (per_token * cfg.block_size)
+        else:  # no per-token KV (a state-space model): nothing to page
+            capacity, why_not = 1 << 40, why_not or "the model keeps no per-token KV"
+        if not cfg.prefix_caching:
+            why_not = "turned off"
+        self.kv = KVPlan(cfg.block_size, capacity, budget, per_token, why_not is None, why_not)
+        log.info("KV cache: %.2f GiB, %d blocks of %d tokens (%d tokens), %d bytes/token; prefix caching %s",
+                 budget / GiB, capacity, cfg.block_size, capacity * cfg.block_size, per_token,
+                 "on" if why_not is None else f"off ({why_not})")
+        pool = BlockPool(capacity, cfg.block_size)
+        if cfg.prefix_cache_dir and self.kv.prefix_caching:
+            from .prefix_store import PrefixStore
+
+            self.store = PrefixStore(cfg.prefix_cache_dir, cfg.cache_fingerprint, cfg.block_size)
+            pool.on_evict = self.store.save
+            self.on_shutdown = lambda sched: self.store.save_all(list(sched.pool.cached.values()))
+        return pool, make_cache
+
+    def kv_stats(self) -> dict[str, float]:
+        """KV cache gauges and counters (read without locking; good enough for metrics)."""
+        sched = self._scheduler
+        if sched is None or self.kv is None:
+            return {}
+        pool, cache = sched.pool, sched.cache
+        return {
+            "blocks_total": pool.capacity,
+            "blocks_working": pool.working,
+            "blocks_cached": len(pool.cached),
+            "usage": min(1.0, (pool.working + pool.pinned) / pool.capacity),
+            "prefix_queries": cache.queries,
+            "prefix_hits": cache.hits,
+            "preemptions": sched.preemptions,
+            "evictions": pool.evictions,
+        }
 
     def _loop(self) -> None:
         sched = self._scheduler
@@ -147,7 +241,7 @@ class Engine:
         self.state = "dead"
         self.counters.errors.append(message)
         sched = self._scheduler
-        pending = list(sched.waiting) + list(sched.running.values()) if sched else []
+        pending = sched.requests() if sched else []
         self._num_waiting = self._num_running = 0
         while True:
             by_sink: dict[int, tuple[OutputSink, list[TokenEvent]]] = {}
@@ -169,6 +263,8 @@ class Engine:
             sched.waiting.clear()
             sched.running.clear()
             sched.generator.close()
+            if self.on_shutdown is not None:
+                self.on_shutdown(sched)
             mx.synchronize(stream)
         except Exception:  # noqa: BLE001 - best effort at shutdown
             log.exception("engine shutdown")

@@ -42,32 +42,50 @@ class Guide:
         self.eos_ids = eos_ids
 
     def logits_processor(self) -> LogitsProcessor:
-        matcher = self.matcher.deep_copy()
-        vocab, eos = self.vocab_size, self.eos_ids
-        start: list[int] = []  # context length at the first call (the prompt)
-        consumed = [0]
+        return _GrammarMask(self.matcher.deep_copy(), self.vocab_size, self.eos_ids)
 
-        def apply(tokens: mx.array, logits: mx.array) -> mx.array:
-            # ``tokens`` is the whole context: the prompt on the first call, then one
-            # more sampled token per call. Feed the matcher what it has not seen.
-            if not start:
-                start.append(tokens.size)
-            else:
-                new = tokens[start[0] + consumed[0]:].tolist()
-                consumed[0] += len(new)
-                for token in new:
-                    matcher.consume_token(int(token))
-            width = logits.shape[-1]
-            allowed = np.zeros(width, dtype=np.bool_)
-            if matcher.is_error():  # cannot happen with the mask applied; if it does, end the reply
-                allowed[[t for t in eos if t < width]] = True
-            else:
-                mask = np.frombuffer(matcher.compute_logit_bias(), dtype=np.uint8)
-                n = min(width, mask.size, vocab)
-                allowed[:n] = mask[:n] > 0
-            return mx.where(mx.array(allowed), logits, mx.array(-mx.inf, dtype=logits.dtype))
 
-        return apply
+class _GrammarMask:
+    """The per-sequence logits processor: feeds the matcher each sampled token,
+    then keeps only the tokens it allows. ``rewind`` undoes the last calls (the
+    scheduler calls it when it preempts the sequence, see ``sampling.rewind``)."""
+
+    def __init__(self, matcher: Any, vocab_size: int, eos_ids: list[int]):
+        self.matcher = matcher
+        self.vocab_size = vocab_size
+        self.eos_ids = eos_ids
+        self.start: int | None = None  # context length at the first call (the prompt)
+        self.consumed = 0
+        self.per_call: list[int] = []  # tokens consumed by each call, for rewind
+
+    def __call__(self, tokens: mx.array, logits: mx.array) -> mx.array:
+        # ``tokens`` is the whole context: the prompt on the first call, then one
+        # more sampled token per call (or, after a preemption, all of them again).
+        if self.start is None:
+            self.start = tokens.size
+            new = []
+        else:
+            new = tokens[self.start + self.consumed:].tolist()
+            for token in new:
+                self.matcher.consume_token(int(token))
+            self.consumed += len(new)
+        self.per_call.append(len(new))
+        width = logits.shape[-1]
+        allowed = np.zeros(width, dtype=np.bool_)
+        if self.matcher.is_error():  # cannot happen with the mask applied; if it does, end the reply
+            allowed[[t for t in self.eos_ids if t < width]] = True
+        else:
+            mask = np.frombuffer(self.matcher.compute_logit_bias(), dtype=np.uint8)
+            n = min(width, mask.size, self.vocab_size)
+            allowed[:n] = mask[:n] > 0
+        return mx.where(mx.array(allowed), logits, mx.array(-mx.inf, dtype=logits.dtype))
+
+    def rewind(self, n: int) -> None:
+        for _ in range(min(n, len(self.per_call))):
+            count = self.per_call.pop()
+            if count:
+                self.matcher.rollback(count)
+                self.consumed -= count
 
 
 class GrammarCompiler:

@@ -45,6 +45,7 @@ class SequenceDelta:
     stop_reason: str | int | None = None
     error: str | None = None
     num_tokens: int = 0
+    cached_tokens: int | None = None  # set once, with the first token: prompt tokens from the prefix cache
 
 
 class SequenceOutput:
@@ -86,6 +87,8 @@ class SequenceOutput:
         for ev in events:
             if self.finished:
                 break
+            if ev.cached_tokens is not None:
+                delta.cached_tokens = ev.cached_tokens
             if ev.token_id is not None:
                 self.num_tokens += 1
                 delta.token_ids.append(ev.token_id)

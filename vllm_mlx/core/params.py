@@ -33,6 +33,7 @@ class SamplingParams:
     n: int = 1
     logprobs: int | None = None
     include_stop_str_in_output: bool = False
+    cache_salt: str | None = None  # prefix-cache blocks are shared only between requests with the same salt
     guide: Any = None  # a compiled grammar (core.guided.Guide) that constrains the output
 
     @property

@@ -40,6 +40,7 @@ class TokenEvent:
     finish_reason: str | None = None
     logprob: TokenLogprob | None = None
     error: str | None = None
+    cached_tokens: int | None = None  # on a request's first token: prompt tokens served from the prefix cache
 
 
 @dataclass(slots=True, eq=False)

@@ -20,6 +20,7 @@ BatchGenerator sample them in a single call.
 from __future__ import annotations
 
 import functools
+from collections import deque
 from typing import Callable, Iterable
 
 import mlx.core as mx
@@ -55,19 +56,38 @@ def _shared_sampler(temperature: float, top_p: float, min_p: float, top_k: int) 
     return sample
 
 
-def _seeded_sampler(temperature: float, top_p: float, min_p: float, top_k: int, seed: int) -> Sampler:
-    steps = _truncations(top_p, min_p, top_k)
-    inv_temp = 1.0 / temperature
-    key = mx.random.key(seed)
+class _SeededSampler:
+    """Draws from its own PRNG key chain. ``rewind`` undoes the last draws: the
+    batch samples one token ahead, so a preempted sequence has one draw in flight
+    that must be made again when it resumes."""
 
-    def sample(logprobs: mx.array) -> mx.array:
-        nonlocal key
-        for step in steps:
+    def __init__(self, temperature: float, top_p: float, min_p: float, top_k: int, seed: int):
+        self.steps = _truncations(top_p, min_p, top_k)
+        self.inv_temp = 1.0 / temperature
+        self.key = mx.random.key(seed)
+        self.previous: deque[mx.array] = deque(maxlen=4)
+
+    def __call__(self, logprobs: mx.array) -> mx.array:
+        for step in self.steps:
             logprobs = step(logprobs)
-        key, sub = mx.random.split(key)
-        return mx.random.categorical(logprobs * inv_temp, key=sub)
+        self.previous.append(self.key)
+        self.key, sub = mx.random.split(self.key)
+        return mx.random.categorical(logprobs * self.inv_temp, key=sub)
 
-    return sample
+    def rewind(self, n: int) -> None:
+        for _ in range(n):
+            self.key = self.previous.pop()
+
+
+def _seeded_sampler(temperature: float, top_p: float, min_p: float, top_k: int, seed: int) -> Sampler:
+    return _SeededSampler(temperature, top_p, min_p, top_k, seed)
+
+
+def rewind(sampler, processors, n: int) -> None:
+    """Undo the last ``n`` calls of a request's stateful sampler and processors."""
+    for fn in [sampler, *processors]:
+        if hasattr(fn, "rewind"):
+            fn.rewind(n)
 
 
 def make_sampler(params: SamplingParams) -> Sampler | None:
@@ -105,21 +125,30 @@ def _penalties(params: SamplingParams) -> LogitsProcessor | None:
     return apply
 
 
+class _MinTokens:
+    """Masks end-of-sequence and stop tokens until ``min_tokens`` were generated;
+    called once per generated token, in order (``rewind`` as for samplers)."""
+
+    def __init__(self, min_tokens: int, banned: list[int]):
+        self.min_tokens = min_tokens
+        self.index = mx.array(banned)
+        self.calls = 0
+
+    def __call__(self, _tokens: mx.array, logits: mx.array) -> mx.array:
+        self.calls += 1
+        if self.calls > self.min_tokens:
+            return logits
+        return logits.at[:, self.index].add(-float("inf"))
+
+    def rewind(self, n: int) -> None:
+        self.calls = max(0, self.calls - n)
+
+
 def _min_tokens(min_tokens: int, banned: Iterable[int]) -> LogitsProcessor | None:
     banned = sorted(set(banned))
     if min_tokens <= 0 or not banned:
         return None
-    index = mx.array(banned)
-    steps = [0]
-
-    def apply(_tokens: mx.array, logits: mx.array) -> mx.array:
-        # Called once per generated token, in order.
-        steps[0] += 1
-        if steps[0] > min_tokens:
-            return logits
-        return logits.at[:, index].add(-float("inf"))
-
-    return apply
+    return _MinTokens(min_tokens, banned)
 
 
 def _logit_bias(bias: dict[int, float] | None) -> LogitsProcessor | None:

@@ -10,7 +10,16 @@ ones at once.
 What we keep ourselves, and why:
 
 * admission: requests wait here, not inside BatchGenerator, so the number of
-  sequences in flight (``max_num_seqs``) and, later, KV memory decide who runs;
+  sequences in flight (``max_num_seqs``) and KV memory (the block pool of
+  ``kv_blocks``) decide who runs; a request whose prefix another running request
+  is still prefilling waits for those blocks instead of computing them again;
+* prefix caching (``prefix_cache``): a new request starts from the cached KV of
+  its longest cached prefix, and finished prompts and sequences leave their full
+  blocks behind;
+* preemption: when a running sequence needs a block and none can be freed, the
+  newest sequence leaves the batch (its full blocks go to the cache) and goes
+  back to the head of the line with what it generated so far, to resume by
+  recomputation, which the cache makes cheap;
 * the mapping from BatchGenerator uids to our requests, so events carry our ids
   and aborted requests' late tokens are dropped;
 * log-probabilities: BatchGenerator hands out the full-vocabulary vector of each
@@ -22,13 +31,41 @@ All methods run on the engine thread.
 
 from __future__ import annotations
 
+import logging
 from collections import deque
+from dataclasses import dataclass, field
+from typing import Any, Callable
 
 import mlx.core as mx
 from mlx_lm.generate import BatchGenerator, StopSequences
 
+from .kv_blocks import BlockPool
+from .prefix_cache import PrefixCache, extend_hashes
 from .request import EngineRequest, TokenEvent, TokenLogprob
-from .sampling import make_logits_processors, make_sampler
+from .sampling import make_logits_processors, make_sampler, rewind
+
+log = logging.getLogger("vllm_mlx.scheduler")
+
+
+@dataclass(eq=False)
+class _Seq:
+    """Scheduler state of one request, kept across preemptions."""
+
+    req: EngineRequest
+    tokens: list[int]  # what gets prefilled: the prompt, plus output generated before a preemption
+    sampler: Any
+    processors: list
+    stops: StopSequences
+    hashes: list[bytes] = field(default_factory=list)  # of tokens' full blocks
+    generated: int = 0  # tokens generated in all
+    new_tokens: list[int] = field(default_factory=list)  # generated since the last admission
+    working: int = 0  # blocks reserved
+    prompt_done: bool = False
+    cached_tokens: int | None = None  # reported with the first token
+    uid: int | None = None
+    order: int = 0
+    hit_tokens: int = 0  # of ``tokens``, served from the cache at the last admission
+    caches: list | None = None  # handed to BatchGenerator at insertion
 
 
 class Scheduler:
@@ -42,11 +79,15 @@ class Scheduler:
         prefill_batch_size: int = 8,
         prefill_step_size: int = 512,
         stream: mx.Stream | None = None,
+        pool: BlockPool | None = None,
+        make_cache: Callable[[], list[Any]] | None = None,
+        prefix_caching: bool = True,
     ):
         self.model = model
         self.eos_token_ids = set(eos_token_ids)
         self.max_num_seqs = max_num_seqs
         self.vocab_size = vocab_size
+        self.stream = stream
         self._make_generator = lambda: BatchGenerator(
             model,
             completion_batch_size=max_num_seqs,
@@ -55,8 +96,13 @@ class Scheduler:
             stream=stream,
         )
         self.generator = self._make_generator()
-        self.waiting: deque[EngineRequest] = deque()
-        self.running: dict[int, EngineRequest] = {}
+        self.pool = pool or BlockPool(capacity=1 << 40, block_size=256)
+        self.cache = PrefixCache(self.pool, make_cache or (lambda: None), prefix_caching)
+        self.block_size = self.pool.block_size
+        self.waiting: deque[_Seq | EngineRequest] = deque()
+        self.running: dict[int, _Seq] = {}
+        self.preemptions = 0
+        self._admitted = 0
 
     # -- state -------------------------------------------------------------
     def has_work(self) -> bool:
@@ -75,49 +121,111 @@ class Scheduler:
         self.waiting.append(request)
 
     def abort(self, request_id: str) -> EngineRequest | None:
-        for i, req in enumerate(self.waiting):
+        for i, item in enumerate(self.waiting):
+            req = item.req if isinstance(item, _Seq) else item
             if req.request_id == request_id:
                 del self.waiting[i]
                 return req
-        for uid, req in self.running.items():
-            if req.request_id == request_id:
+        for uid, seq in self.running.items():
+            if seq.req.request_id == request_id:
                 self.generator.remove([uid])
-                del self.running[uid]
-                return req
+                self._drop(seq)
+                return seq.req
         return None
+
+    def _drop(self, seq: _Seq) -> None:
+        del self.running[seq.uid]
+        self.pool.unreserve(seq.working)
+        seq.working = 0
+
+    def _new_seq(self, req: EngineRequest) -> _Seq:
+        p = req.params
+        stop_ids = set(p.stop_token_ids)
+        if not p.ignore_eos:
+            stop_ids |= self.eos_token_ids
+        seq = _Seq(req, list(req.prompt_ids), make_sampler(p), make_logits_processors(p, stop_ids),
+                   StopSequences([(t,) for t in sorted(stop_ids)]))
+        seq.hashes = extend_hashes([], seq.tokens, self.block_size, p.cache_salt)
+        return seq
+
+    # -- admission ---------------------------------------------------------
+    def _pending(self) -> set[bytes]:
+        """Block hashes that running requests are prefilling right now."""
+        return {h for s in self.running.values() if not s.prompt_done for h in s.hashes}
 
     def _admit(self) -> list[tuple[EngineRequest, TokenEvent]]:
         """Move waiting requests into the batch; return error events for unusable ones."""
-        free = self.max_num_seqs - len(self.running)
         rejected: list[tuple[EngineRequest, TokenEvent]] = []
-        batch = []
-        while free > len(batch) and self.waiting:
-            req = self.waiting.popleft()
-            problem = self._problem(req)
-            if problem is None:
-                batch.append(req)
-            else:  # one bad request must not take the batch down with it
-                rejected.append((req, TokenEvent(req.request_id, None, "error", error=problem)))
-        if not batch:
-            return rejected
-        prompts, max_tokens, samplers, processors, stops = [], [], [], [], []
-        for req in batch:
-            p = req.params
-            stop_ids = set(p.stop_token_ids)
-            if not p.ignore_eos:
-                stop_ids |= self.eos_token_ids
-            prompts.append(req.prompt_ids)
-            max_tokens.append(p.max_tokens)
-            samplers.append(make_sampler(p))
-            processors.append(make_logits_processors(p, stop_ids))
-            stops.append(StopSequences([(t,) for t in sorted(stop_ids)]))
-        uids = self.generator.insert(
-            prompts, max_tokens, samplers=samplers, logits_processors=processors, stop_sequences=stops
-        )
-        for uid, req in zip(uids, batch):
-            req.uid = uid
-            self.running[uid] = req
+        admitted: list[_Seq] = []
+        deferred: list[_Seq] = []
+        pending = self._pending() if self.cache.enabled and self.waiting else set()
+        while self.waiting and len(self.running) + len(admitted) < self.max_num_seqs:
+            item = self.waiting[0]
+            if isinstance(item, EngineRequest):
+                problem = self._problem(item)
+                if problem is not None:  # one bad request must not take the batch down with it
+                    self.waiting.popleft()
+                    rejected.append((item, TokenEvent(item.request_id, None, "error", error=problem)))
+                    continue
+                item = self.waiting[0] = self._new_seq(item)
+            seq = item
+            blocks = self.cache.cached_prefix(seq.hashes)
+            if any(h in pending for h in seq.hashes[len(blocks):]):
+                # Another request is computing this prefix: wait for its blocks.
+                deferred.append(self.waiting.popleft())
+                continue
+            need = self.pool.blocks_for(len(seq.tokens) + 1)
+            if need > self.pool.capacity:
+                self.waiting.popleft()
+                msg = (f"the prompt needs {need} KV blocks of {self.block_size} tokens but the whole "
+                       f"cache holds {self.pool.capacity}; raise --kv-cache-memory")
+                rejected.append((seq.req, TokenEvent(seq.req.request_id, None, "error", error=msg)))
+                continue
+            tail, tail_len = self.cache.partial(seq.tokens, blocks, seq.req.params.cache_salt)
+            used = blocks + ([tail] if tail is not None else [])
+            self.pool.acquire(used)  # so that reserving cannot evict them
+            ok = self.pool.reserve(need)
+            if not ok:
+                self.pool.release(used)
+                break  # first come, first served: later requests wait too
+            self.waiting.popleft()
+            hit = self.cache.build(seq.tokens, blocks, tail, tail_len)
+            self.pool.release(used)
+            seq.working = need
+            if seq.cached_tokens is None:
+                seq.cached_tokens = hit.tokens
+            seq.hit_tokens = hit.tokens
+            seq.caches = hit.caches
+            admitted.append(seq)
+            if self.cache.enabled:
+                pending.update(seq.hashes[len(blocks):])
+        self.waiting.extendleft(reversed(deferred))
+        if admitted:
+            self._insert(admitted)
         return rejected
+
+    def _insert(self, seqs: list[_Seq]) -> None:
+        prompts, max_tokens, caches, all_tokens, samplers, processors, stops = [], [], [], [], [], [], []
+        for seq in seqs:
+            n = seq.hit_tokens
+            prompts.append(seq.tokens[n:])
+            all_tokens.append(seq.tokens[:n])
+            caches.append(seq.caches)
+            max_tokens.append(seq.req.params.max_tokens - seq.generated)
+            samplers.append(seq.sampler)
+            processors.append(seq.processors)
+            stops.append(seq.stops)
+            seq.caches = None
+        with mx.stream(self.stream or mx.default_stream(mx.default_device())):
+            uids = self.generator.insert(prompts, max_tokens, caches=caches, all_tokens=all_tokens,
+                                         samplers=samplers, logits_processors=processors, stop_sequences=stops)
+        for uid, seq in zip(uids, seqs):
+            seq.uid = uid
+            seq.new_tokens = []
+            seq.prompt_done = False
+            self._admitted += 1
+            seq.order = self._admitted
+            self.running[uid] = seq
 
     def _problem(self, req: EngineRequest) -> str | None:
         if not req.prompt_ids:
@@ -136,21 +244,85 @@ class Scheduler:
         events = self._admit()
         if not self.running:
             return events
-        _, responses = self.generator.next()
+        prompt_responses, responses = self.generator.next()
+        for pr in prompt_responses:
+            if pr.end_of_prompt and pr.uid in self.running:
+                self._prompt_done(self.running[pr.uid])
         wants_logprobs: list[tuple[TokenEvent, mx.array, int]] = []
         for r in responses:
-            req = self.running.get(r.uid)
-            if req is None:  # aborted after its token was already in flight
+            seq = self.running.get(r.uid)
+            if seq is None:  # aborted after its token was already in flight
                 continue
+            req = seq.req
             event = TokenEvent(req.request_id, r.token, r.finish_reason)
+            if seq.generated == 0:
+                event.cached_tokens = seq.cached_tokens
+            seq.generated += 1
+            seq.new_tokens.append(r.token)
             events.append((req, event))
             if req.params.logprobs is not None:
                 wants_logprobs.append((event, r.logprobs, req.params.logprobs))
             if r.finish_reason is not None:
-                del self.running[r.uid]
+                if r.prompt_cache is not None and r.all_tokens:
+                    self._store(seq, r.all_tokens, r.prompt_cache)
+                self._drop(seq)
         if wants_logprobs:
             self._attach_logprobs(wants_logprobs)
+        events += self._grow()
         return events
+
+    def _prompt_done(self, seq: _Seq) -> None:
+        seq.prompt_done = True
+        if self.cache.enabled and len(seq.hashes) * self.block_size > seq.hit_tokens:
+            cache, tokens = self.generator.extract_cache([seq.uid])[seq.uid]
+            self._store(seq, tokens, cache)
+
+    def _store(self, seq: _Seq, tokens: list[int], caches: list[Any]) -> None:
+        if not self.cache.enabled:
+            return
+        with mx.stream(self.stream or mx.default_stream(mx.default_device())):
+            self.cache.store(tokens, seq.hashes, caches, seq.req.params.cache_salt)
+
+    def _grow(self) -> list[tuple[EngineRequest, TokenEvent]]:
+        """Reserve the block each running sequence needs for its next token;
+        preempt the newest sequences when memory runs out."""
+        events: list[tuple[EngineRequest, TokenEvent]] = []
+        for seq in sorted(self.running.values(), key=lambda s: s.order):
+            if seq.uid not in self.running:
+                continue  # preempted below for an older sequence
+            need = self.pool.blocks_for(len(seq.tokens) + len(seq.new_tokens) + 1) - seq.working
+            while need > 0 and not self.pool.reserve(need):
+                victim = max(self.running.values(), key=lambda s: s.order)
+                if victim is seq and len(self.running) == 1:
+                    # Alone and still out of room: the cache is as full as it gets.
+                    self.generator.remove([seq.uid])
+                    self._drop(seq)
+                    events.append((seq.req, TokenEvent(seq.req.request_id, None, "length")))
+                    need = 0
+                    break
+                self._preempt(victim)
+                if victim is seq:
+                    need = 0
+            if need > 0:
+                seq.working += need
+        return events
+
+    def _preempt(self, seq: _Seq) -> None:
+        """Take ``seq`` out of the batch; it resumes later from its tokens so far."""
+        saved = self.generator.remove([seq.uid], return_prompt_caches=self.cache.enabled)
+        self._drop(seq)
+        if seq.uid in saved:
+            caches, tokens = saved[seq.uid]
+            self._store(seq, tokens, caches)
+        self.preemptions += 1
+        if seq.prompt_done:  # the batch had already drawn the token after the last one we got
+            rewind(seq.sampler, seq.processors, 1)
+        seq.tokens = seq.tokens + seq.new_tokens
+        seq.new_tokens = []
+        seq.hashes = extend_hashes(seq.hashes, seq.tokens, self.block_size, seq.req.params.cache_salt)
+        seq.uid = None
+        self.waiting.appendleft(seq)
+        log.info("preempted %s after %d tokens (KV cache full)", seq.req.request_id, seq.generated)
 
     @staticmethod
     def _attach_logprobs(rows: list[tuple[TokenEvent, mx.array, int]]) -> None:
@@ -172,11 +344,18 @@ class Scheduler:
                 top = sorted(zip(top_ids[i], top_vals[i]), key=lambda t: -t[1])[:want]
             event.logprob = TokenLogprob(event.token_id, chosen[i], top)
 
+    def requests(self) -> list[EngineRequest]:
+        """Every request waiting or running."""
+        waiting = [item.req if isinstance(item, _Seq) else item for item in self.waiting]
+        return waiting + [seq.req for seq in self.running.values()]
+
     def fail_all(self) -> list[EngineRequest]:
-        """Drop every request (after an engine error) and start a fresh generator."""
-        dropped = list(self.waiting) + list(self.running.values())
+        """Drop every request (after an engine error) and start a fresh generator.
+        Cached blocks stay: their contents were complete before the failure."""
+        dropped = self.requests()
         self.waiting.clear()
         self.running.clear()
+        self.pool.working = 0
         try:
             self.generator.close()
         except Exception:  # noqa: BLE001 - the old generator is discarded either way

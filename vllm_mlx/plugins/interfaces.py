@@ -255,18 +255,36 @@ def merge_tool_call_pieces(pieces: list[ToolCallDelta | ToolCall]) -> list[ToolC
     return [calls[i] for i in sorted(calls)]
 
 
-class CachePolicy:
-    """Decides which finished prompts' KV caches are kept for reuse.
+@dataclass
+class CacheOptions:
+    """What the user asked of the KV cache (``vllm-mlx serve`` flags)."""
 
-    The paged prefix cache consults the active policy; ``name`` selects it with
-    ``--cache-policy``. ``admit`` is asked before a finished sequence's blocks
-    are kept; ``evict_order`` ranks cached entries, first evicted first.
+    kv_bits: int | None = None  # --kv-cache-bits: quantize full-attention layers' KV to 4 or 8 bits
+    kv_group_size: int = 64  # --kv-cache-group-size
+    sliding_window: int | None = None  # --sliding-window: None = the model's own; 0 = full cache on every layer
+
+
+class CachePolicy:
+    """Decides which KV cache each layer of a model uses.
+
+    ``make_cache`` returns fresh per-layer caches for one sequence (mlx-lm cache
+    objects: ``KVCache``, ``RotatingKVCache``, ``vllm_mlx.core.kv_quantized.
+    PagedQuantizedKVCache``, ...); the engine calls it for every request and
+    merges them into the running batch. Prefix sharing works on layers whose
+    cache is ``KVCache`` or ``PagedQuantizedKVCache``; if any layer uses another
+    kind, the engine runs that model without prefix sharing and says why at
+    start-up.
+
+    With ``--cache-policy auto`` (the default) the policy with the highest
+    ``priority`` whose ``applies`` accepts the model is used; built-in family
+    policies (``gemma3``) outrank ``default``.
     """
 
     name: str = ""
+    priority: int = 0
 
-    def admit(self, num_tokens: int, hits: int) -> bool:
-        return True
+    def applies(self, model: Any, config: dict) -> bool:
+        return False
 
-    def evict_order(self, entries: list[Any]) -> list[Any]:
-        return sorted(entries, key=lambda e: getattr(e, "last_used", 0.0))
+    def make_cache(self, model: Any, options: CacheOptions) -> list[Any]:
+        raise NotImplementedError

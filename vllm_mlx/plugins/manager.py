@@ -153,6 +153,17 @@ class PluginManager:
                 best, best_score = name, score
         return best
 
+    def cache_policy_for(self, name: str, model: Any, config: dict) -> Any:
+        """An instance of the policy ``name``, or for ``auto`` the highest-priority one
+        that applies to this model."""
+        if name != "auto":
+            return self.cache_policy(name)()
+        policies = [cls() for cls, _ in self._registry["cache_policies"].values()]
+        fitting = [p for p in policies if p.applies(model, config)]
+        if not fitting:
+            raise PluginError("no cache policy applies to this model; name one with --cache-policy")
+        return max(fitting, key=lambda p: p.priority)
+
     def names(self, kind: str) -> list[str]:
         return sorted(self._registry[kind])
 

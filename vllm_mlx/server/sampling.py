@@ -51,7 +51,10 @@ def to_sampling_params(req: SamplingFields, *, max_tokens: int | None, logprobs:
         n=req.n,
         logprobs=logprobs,
         include_stop_str_in_output=req.include_stop_str_in_output,
+        cache_salt=req.cache_salt,
     )
+    if req.cache_salt is not None and not req.cache_salt:
+        raise bad_request("cache_salt must be a non-empty string", param="cache_salt")
     try:
         params.validate()
     except ParamError as exc:

@@ -16,7 +16,7 @@ class ServerSettings:
     max_model_len: int = 4096
     reasoning_parser: str | None = None
     tool_call_parser: str | None = None
-    cache_policy: str = "lru"
+    cache_policy: str = "default"
     max_num_seqs: int = 64
     max_queue: int = 1024  # sequences allowed to wait beyond max_num_seqs before 429
     allowed_origins: tuple[str, ...] = ()  # CORS is off unless origins are named

@@ -129,8 +129,7 @@ async def complete_chat(gen: AsyncIterator[SequenceDelta], rid: str, model: str,
             stop_reason=r.stop_reason,
         ))
     body = ChatCompletion(id=rid, created=now(), model=model, choices=choices,
-                          usage=Usage(prompt_tokens=prompt_len, completion_tokens=completion_tokens,
-                                      total_tokens=prompt_len + completion_tokens))
+                          usage=Usage.of(prompt_len, completion_tokens, max(r.cached_tokens for r in results)))
     return Response(content=msgspec.json.encode(body), media_type="application/json")
 
 
@@ -139,6 +138,7 @@ async def stream_chat(gen: AsyncIterator[SequenceDelta], rid: str, model: str, p
     created = now()
     calls_seen = [0] * params.n
     completion_tokens = [0] * params.n
+    cached = 0
 
     def chunk(choice: ChunkChoice) -> bytes:
         return sse(ChatCompletionChunk(id=rid, created=created, model=model, choices=[choice]))
@@ -151,6 +151,7 @@ async def stream_chat(gen: AsyncIterator[SequenceDelta], rid: str, model: str, p
                 yield sse_error(engine_error(d.error))
                 break
             completion_tokens[d.index] = d.num_tokens
+            cached = max(cached, d.cached_tokens or 0)
             delta = Delta()
             if d.text:
                 delta.content = d.text
@@ -169,8 +170,7 @@ async def stream_chat(gen: AsyncIterator[SequenceDelta], rid: str, model: str, p
             if include_usage:
                 total = sum(completion_tokens)
                 yield sse(ChatCompletionChunk(id=rid, created=created, model=model, choices=[],
-                                              usage=Usage(prompt_tokens=prompt_len, completion_tokens=total,
-                                                          total_tokens=prompt_len + total)))
+                                              usage=Usage.of(prompt_len, total, cached)))
     except APIError as exc:
         yield sse_error(exc)
     except Exception as exc:  # noqa: BLE001 - e.g. a plugin parser failed: tell the client, end cleanly

@@ -78,9 +78,10 @@ async def completions(request: Request) -> Any:
                       media_type="text/event-stream", headers=SSE_HEADERS)
     outcomes = await unless_disconnected(request, asyncio.gather(
         *(engine.generate_all(ids, params, request_id=f"{rid}-{i}") for i, (_, ids, params) in enumerate(jobs))))
-    choices, prompt_tokens, completion_tokens = [], 0, 0
+    choices, prompt_tokens, completion_tokens, cached = [], 0, 0, 0
     for (text, ids, params), results in zip(jobs, outcomes):
         prompt_tokens += len(ids)
+        cached += max(r.cached_tokens for r in results)
         echo = (text if text is not None else engine.tokenizer.decode(ids)) if req.echo else ""
         for r in results:
             if r.finish_reason == "error":
@@ -90,8 +91,7 @@ async def completions(request: Request) -> Any:
                                             logprobs=_logprobs(r.logprobs, len(echo)),
                                             finish_reason=r.finish_reason, stop_reason=r.stop_reason))
     body = Completion(id=rid, created=now(), model=model, choices=choices,
-                      usage=Usage(prompt_tokens=prompt_tokens, completion_tokens=completion_tokens,
-                                  total_tokens=prompt_tokens + completion_tokens))
+                      usage=Usage.of(prompt_tokens, completion_tokens, cached))
     return Response(content=msgspec.json.encode(body), media_type="application/json")
 
 
@@ -112,6 +112,7 @@ async def stream_completion(gen: AsyncIterator[SequenceDelta], rid: str, model: 
                             prompt_len: int, include_usage: bool, echo: str) -> AsyncIterator[bytes]:
     created = now()
     tokens = [0] * params.n
+    cached = 0
     offsets = [len(echo)] * params.n
     try:
         if echo:
@@ -123,6 +124,7 @@ async def stream_completion(gen: AsyncIterator[SequenceDelta], rid: str, model: 
                 yield sse_error(engine_error(d.error))
                 break
             tokens[d.index] = d.num_tokens
+            cached = max(cached, d.cached_tokens or 0)
             logprobs = _logprobs(d.logprobs, offsets[d.index])
             if logprobs is not None:
                 offsets[d.index] += sum(len(t) for t in logprobs.tokens)
@@ -135,8 +137,7 @@ async def stream_completion(gen: AsyncIterator[SequenceDelta], rid: str, model: 
             if include_usage:
                 total = sum(tokens)
                 yield sse(Completion(id=rid, created=created, model=model, choices=[],
-                                     usage=Usage(prompt_tokens=prompt_len, completion_tokens=total,
-                                                 total_tokens=prompt_len + total)))
+                                     usage=Usage.of(prompt_len, total, cached)))
     except APIError as exc:
         yield sse_error(exc)
     except Exception as exc:  # noqa: BLE001 - e.g. a plugin parser failed: tell the client, end cleanly

@@ -33,6 +33,7 @@ async def health(request: Request) -> Response:
             "aborted": core.counters.requests_aborted,
             "failed": core.counters.requests_failed,
         },
+        "kv_cache": core.kv_stats(),
         "uptime_s": round(time.time() - state.started_at, 1),
     }
     return Response(content=msgspec.json.encode(body), media_type="application/json",
@@ -72,6 +73,26 @@ async def metrics(request: Request) -> Response:
     ]
     for reason, count in sorted(m.finished.items()):
         lines.append(f'vllm:request_success_total{{{label},finished_reason="{reason}"}} {count}')
+    kv = core.kv_stats()
+    if kv:
+        lines += [
+            "# HELP vllm:kv_cache_usage_perc KV cache usage (1 = full): blocks held by running sequences.",
+            "# TYPE vllm:kv_cache_usage_perc gauge",
+            f"vllm:kv_cache_usage_perc{{{label}}} {kv['usage']}",
+            "# HELP vllm:prefix_cache_queries Prompt tokens looked up in the prefix cache.",
+            "# TYPE vllm:prefix_cache_queries counter",
+            f"vllm:prefix_cache_queries{{{label}}} {kv['prefix_queries']}",
+            "# HELP vllm:prefix_cache_hits Prompt tokens found in the prefix cache.",
+            "# TYPE vllm:prefix_cache_hits counter",
+            f"vllm:prefix_cache_hits{{{label}}} {kv['prefix_hits']}",
+            "# HELP vllm:num_preemptions_total Sequences preempted for lack of KV memory.",
+            "# TYPE vllm:num_preemptions_total counter",
+            f"vllm:num_preemptions_total{{{label}}} {kv['preemptions']}",
+            "# HELP vllm_mlx:kv_cache_blocks KV blocks by use (total, working, cached).",
+            "# TYPE vllm_mlx:kv_cache_blocks gauge",
+        ]
+        for use in ("total", "working", "cached"):
+            lines.append(f'vllm_mlx:kv_cache_blocks{{{label},use="{use}"}} {kv["blocks_" + use]}')
     _histogram(lines, "vllm:time_to_first_token_seconds", "Time to first token.", m.ttft, label)
     _histogram(lines, "vllm:inter_token_latency_seconds", "Time between output tokens.", m.itl, label)
     _histogram(lines, "vllm:e2e_request_latency_seconds", "Request latency, arrival to finish.", m.e2e, label)

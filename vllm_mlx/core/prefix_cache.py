@@ -1,0 +1,136 @@
+"""Automatic prefix caching on top of the block pool.
+
+Design (how attention reads the blocks): MLX has no paged-attention kernel on
+every backend, and mlx-lm's BatchGenerator keeps each running batch in one
+contiguous, left-padded cache per layer. So blocks are the unit of *sharing and
+accounting*, not of attention:
+
+* at admission, the cached blocks of a request's longest cached prefix are
+  concatenated into a fresh single-sequence cache (one copy, lazily evaluated)
+  that BatchGenerator merges into the batch; only the rest of the prompt is
+  prefilled;
+* when a prompt has been prefilled, and when a sequence finishes (or is
+  preempted), its new full blocks are copied out of the batch cache into the
+  pool, so the next request with that prefix finds them.
+
+Decode steps never touch the pool, so a batch that shares nothing runs exactly
+as it would without the cache (the cost is a copy per full block written).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from array import array
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import mlx.core as mx
+from mlx.utils import tree_map
+
+from .kv_blocks import Block, BlockPool
+from .kv_layers import arrays, cut_blocks, rebuild
+
+
+def salt_root(salt: str | None) -> bytes:
+    return hashlib.blake2b((salt or "").encode(), digest_size=16).digest()
+
+
+def extend_hashes(hashes: list[bytes], tokens: list[int], block_size: int, salt: str | None) -> list[bytes]:
+    """``hashes`` (of the first full blocks of ``tokens``) extended to all its full blocks."""
+    out = list(hashes)
+    parent = out[-1] if out else salt_root(salt)
+    for start in range(len(out) * block_size, len(tokens) - block_size + 1, block_size):
+        h = hashlib.blake2b(parent, digest_size=16)
+        h.update(array("q", tokens[start:start + block_size]).tobytes())
+        parent = h.digest()
+        out.append(parent)
+    return out
+
+
+@dataclass
+class Hit:
+    tokens: int  # prompt tokens whose KV comes from the cache
+    caches: list[Any]  # per-layer caches to hand to BatchGenerator
+
+
+class PrefixCache:
+    def __init__(self, pool: BlockPool, make_cache: Callable[[], list[Any]], enabled: bool):
+        self.pool = pool
+        self.make_cache = make_cache
+        self.enabled = enabled
+        self.block_size = pool.block_size
+        self.queries = 0  # prompt tokens looked up
+        self.hits = 0  # of which found in the cache
+        self.disk = None  # set by persistence, if any
+
+    def cached_prefix(self, hashes: list[bytes]) -> list[Block]:
+        if not self.enabled:
+            return []
+        blocks = self.pool.match(hashes)
+        if self.disk is not None and len(blocks) < len(hashes):
+            blocks += self.disk.load_chain(hashes[len(blocks):], self.pool)
+        return blocks
+
+    def partial(self, tokens: list[int], blocks: list[Block], salt: str | None) -> tuple[Block | None, int]:
+        """A cached block continuing ``blocks`` whose first tokens match what follows them
+        in ``tokens``: its KV for those tokens is valid here too (attention is causal), so
+        a prompt reuses its exact common prefix, not only whole blocks."""
+        if not self.enabled:
+            return None, 0
+        start = len(blocks) * self.block_size
+        parent = blocks[-1].block_hash if blocks else salt_root(salt)
+        return self.pool.partial(parent, tokens[start:start + self.block_size])
+
+    def build(self, tokens: list[int], blocks: list[Block], tail: Block | None = None, tail_len: int = 0) -> Hit:
+        """A fresh per-layer cache holding ``blocks``' KV (and the first ``tail_len``
+        tokens of ``tail``), ready for the rest of ``tokens``."""
+        caches = self.make_cache()
+        if self.enabled:
+            self.queries += len(tokens)
+        if not blocks and not tail_len:
+            return Hit(0, caches)
+        n = len(blocks) * self.block_size + tail_len
+
+        def parts(i: int) -> list:
+            out = [b.data[i] for b in blocks]
+            if tail_len:
+                out.append(tree_map(lambda x: x[..., :tail_len, :], tail.data[i]))
+            return out
+
+        caches = [rebuild(c, parts(i)) for i, c in enumerate(caches)]
+        if n >= len(tokens):  # the whole prompt is cached: recompute its last token
+            for c in caches:
+                c.trim(n - len(tokens) + 1)
+            n = len(tokens) - 1
+        self.hits += n
+        return Hit(n, caches)
+
+    def store(self, tokens: list[int], hashes: list[bytes], caches: list[Any], salt: str | None) -> list[bytes]:
+        """Copy the full blocks of a sequence's cache (``tokens`` are the tokens it
+        holds) that the pool lacks into the pool. Returns the extended hashes."""
+        hashes = extend_hashes(hashes, tokens, self.block_size, salt)
+        if not self.enabled:
+            return hashes
+        known = 0
+        while known < len(hashes) and hashes[known] in self.pool.cached:
+            known += 1
+        if known == len(hashes):
+            self.pool.touch([self.pool.cached[h] for h in hashes])
+            return hashes
+        bs = self.block_size
+        chain = [self.pool.cached[h] for h in hashes[:known]]
+        self.pool.acquire(chain)  # inserting the new blocks must not evict their parents
+        per_layer = [cut_blocks(c, known * bs, len(hashes) * bs, bs) for c in caches]
+        fresh = []
+        for j, i in enumerate(range(known, len(hashes))):
+            parent = hashes[i - 1] if i else salt_root(salt)
+            block = Block(hashes[i], parent, tuple(tokens[i * bs:(i + 1) * bs]), [layer[j] for layer in per_layer])
+            if not self.pool.insert(block):
+                break  # no room: the rest of the chain would be unreachable anyway
+            self.pool.acquire([block])
+            fresh.append(block)
+        if fresh:
+            mx.async_eval(arrays([b.data for b in fresh]))
+        self.pool.release(chain + fresh)
+        self.pool.touch(chain + fresh)
+        return hashes
