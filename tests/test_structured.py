@@ -123,3 +123,42 @@ def test_invalid_schema_is_a_400(client):
     body = err.value.body
     assert body["param"] == "response_format" and body["type"] == "invalid_request_error"
     assert "Invalid JSON Schema" in body["message"]
+
+
+@pytest.mark.parametrize("prefix_caching", [False, True])
+def test_grammar_survives_preemption_and_prefix_hits(mlx_model, prefix_caching):
+    """Constrained, seeded requests preempted for KV memory (and resumed), or
+    served from cached prefixes, write exactly what they write with memory to
+    spare and nothing cached: the matcher follows the tokens, not the steps."""
+    from test_kv_cache import kv_bytes, make_engine, run_all, token_lists
+
+    from vllm_mlx.core import SamplingParams
+    from vllm_mlx.core.guided import GrammarCompiler
+
+    model, tok = mlx_model
+    plain = make_engine(mlx_model, prefix_caching=False)
+    tight = make_engine(mlx_model, kv_cache_memory=kv_bytes(mlx_model, 24), prefix_caching=prefix_caching)
+    try:
+        guide = GrammarCompiler(tok, plain.vocab_size, plain.eos_token_ids).compile_json_schema(SCHEMA)
+        prompts = token_lists(plain.vocab_size, 12, 40, 60, seed=5)
+        params = SamplingParams(max_tokens=64, temperature=0.9, seed=11, guide=guide)
+        want = run_all(plain, prompts, params)
+        got = run_all(tight, prompts, params)
+        assert tight.kv_stats()["preemptions"] > 0
+        assert [r.token_ids for r in got] == [r.token_ids for r in want]
+        if prefix_caching:  # with room to keep them, the same prompts again hit the prefix cache
+            roomy = make_engine(mlx_model, prefix_caching=True)
+            try:
+                run_all(roomy, prompts[:4], params, concurrent=False)
+                again = run_all(roomy, prompts[:4], params, concurrent=False)
+                assert roomy.kv_stats()["prefix_hits"] > 0
+                assert [r.token_ids for r in again] == [r.token_ids for r in want[:4]]
+            finally:
+                roomy.shutdown()
+        for r in got:
+            if r.finish_reason == "stop":
+                jsonschema.validate(json.loads(r.text), SCHEMA)
+        assert sum(r.finish_reason == "stop" for r in got) >= 6
+    finally:
+        plain.shutdown()
+        tight.shutdown()

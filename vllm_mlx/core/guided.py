@@ -47,8 +47,10 @@ class Guide:
 
 class _GrammarMask:
     """The per-sequence logits processor: feeds the matcher each sampled token,
-    then keeps only the tokens it allows. ``rewind`` undoes the last calls (the
-    scheduler calls it when it preempts the sequence, see ``sampling.rewind``)."""
+    then keeps only the tokens it allows. It reads tokens by position in the
+    context, so a preempted sequence that resumes with its tokens so far
+    (``sampling.rewind``) needs no rewind here: the token drawn ahead and
+    dropped was never fed to the matcher."""
 
     def __init__(self, matcher: Any, vocab_size: int, eos_ids: list[int]):
         self.matcher = matcher
@@ -56,20 +58,17 @@ class _GrammarMask:
         self.eos_ids = eos_ids
         self.start: int | None = None  # context length at the first call (the prompt)
         self.consumed = 0
-        self.per_call: list[int] = []  # tokens consumed by each call, for rewind
 
     def __call__(self, tokens: mx.array, logits: mx.array) -> mx.array:
         # ``tokens`` is the whole context: the prompt on the first call, then one
         # more sampled token per call (or, after a preemption, all of them again).
         if self.start is None:
             self.start = tokens.size
-            new = []
         else:
             new = tokens[self.start + self.consumed:].tolist()
             for token in new:
                 self.matcher.consume_token(int(token))
             self.consumed += len(new)
-        self.per_call.append(len(new))
         width = logits.shape[-1]
         allowed = np.zeros(width, dtype=np.bool_)
         if self.matcher.is_error():  # cannot happen with the mask applied; if it does, end the reply
@@ -79,13 +78,6 @@ class _GrammarMask:
             n = min(width, mask.size, self.vocab_size)
             allowed[:n] = mask[:n] > 0
         return mx.where(mx.array(allowed), logits, mx.array(-mx.inf, dtype=logits.dtype))
-
-    def rewind(self, n: int) -> None:
-        for _ in range(min(n, len(self.per_call))):
-            count = self.per_call.pop()
-            if count:
-                self.matcher.rollback(count)
-                self.consumed -= count
 
 
 class GrammarCompiler:
