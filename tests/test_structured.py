@@ -162,3 +162,16 @@ def test_grammar_survives_preemption_and_prefix_hits(mlx_model, prefix_caching):
     finally:
         plain.shutdown()
         tight.shutdown()
+
+
+def test_strict_schema_allows_no_unlisted_properties(tool_client):
+    """Plain JSON Schema lets an object carry any extra key; strict (as OpenAI defines
+    it) means only the listed ones, so a rambling model cannot invent keys."""
+    schema = {"type": "object", "properties": {"ok": {"type": "boolean"}, "n": {"type": "integer", "maximum": 99,
+                                                                              "minimum": 0}}}
+    fmt = {"type": "json_schema", "json_schema": {"name": "s", "schema": schema, "strict": True}}
+    for seed in range(5):
+        r = tool_client.chat.completions.create(model="random-llama", messages=MSG, max_tokens=60, temperature=1.0,
+                                                seed=seed, response_format=fmt)
+        assert r.choices[0].finish_reason == "stop"
+        assert set(json.loads(r.choices[0].message.content)) <= {"ok", "n"}

@@ -97,9 +97,23 @@ def _response_format_schema(fmt: dict[str, Any] | None) -> dict | None:
         if not isinstance(schema, dict):
             raise bad_request("response_format json_schema needs json_schema.schema, a JSON Schema object",
                               param="response_format")
-        return schema
+        return closed_objects(schema) if spec.get("strict") is True else schema
     raise bad_request(f"response_format type must be 'text', 'json_object' or 'json_schema', got {kind!r}",
                       param="response_format")
+
+
+def closed_objects(schema):
+    """OpenAI's strict mode: an object schema that does not say otherwise allows no
+    properties beyond those it lists (plain JSON Schema allows any). Returns a copy."""
+    if isinstance(schema, list):
+        return [closed_objects(s) for s in schema]
+    if not isinstance(schema, dict):
+        return schema
+    out = {k: closed_objects(v) for k, v in schema.items()}
+    if (out.get("type") == "object" or "properties" in out) and "additionalProperties" not in out \
+            and "patternProperties" not in out:
+        out["additionalProperties"] = False
+    return out
 
 
 async def compile_plan(grammar, plan: OutputPlan) -> Guide | None:
