@@ -38,8 +38,10 @@ def _tool_names(tools: list[dict[str, Any]] | None) -> list[str]:
 
 
 def _parameters(tool: dict[str, Any]) -> dict:
-    params = (tool.get("function") or {}).get("parameters")
-    return params if isinstance(params, dict) and params else {"type": "object"}
+    fn = tool.get("function") or {}
+    params = fn.get("parameters")
+    params = params if isinstance(params, dict) and params else {"type": "object"}
+    return closed_objects(params) if fn.get("strict") is True else params
 
 
 def plan_output(req: ChatCompletionRequest) -> OutputPlan:
