@@ -44,6 +44,8 @@ CASES = [
                      "<｜tool▁call▁end｜><｜tool▁calls▁end｜>", "", [PARIS]),
     ("gemma3", 'Checking.\n```tool_code\nget_weather(city="Paris")\nget_weather(city="Rome", days=2)\n```',
      "Checking.\n", [PARIS, ROME]),
+    ("gemma3", '```tool_code\nprint(default_api.get_weather(city="Paris"))\n```', "", [PARIS]),
+    ("gemma3", '```tool_code\n[get_weather(city="Paris"), get_weather(city="Rome", days=2)]\n```', "", [PARIS, ROME]),
 ]
 IDS = [f"{name}-{i}" for i, (name, *_) in enumerate(CASES)]
 

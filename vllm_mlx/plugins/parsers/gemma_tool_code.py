@@ -4,8 +4,9 @@
     get_weather(city="Paris")
     ```
 
-Several calls may be written one per line or as a list. Arguments must be
-literals; they are read with ``ast`` (never executed) and become JSON. The
+Several calls may be written one per line or as a list, bare or wrapped in
+``print(...)``, with or without an object prefix (``default_api.get_weather``).
+Arguments must be literals; they are read with ``ast`` (never executed) and become JSON. The
 name streams as soon as it is written; the arguments come whole, when the
 block closes.
 """
@@ -20,7 +21,8 @@ from .markup_tools import MarkupToolParser, PartialCall, RegionParse
 
 OPEN = "```tool_code"
 CLOSE = "```"
-_NAME = re.compile(r"\s*\[?\s*([A-Za-z_][\w.]*)\s*\(")
+# a call's name as soon as it is written: skips a print( wrapper and an object prefix (default_api.)
+_NAME = re.compile(r"\s*\[?\s*(?:print\s*\(\s*)?(?!print\s*\()(?:[A-Za-z_]\w*\.)*([A-Za-z_]\w*)\s*\(")
 
 
 def _calls(code: str) -> list[tuple[str, str]] | None:
@@ -34,13 +36,17 @@ def _calls(code: str) -> list[tuple[str, str]] | None:
             return None
         items = stmt.value.elts if isinstance(stmt.value, (ast.List, ast.Tuple)) else [stmt.value]
         for item in items:
+            if isinstance(item, ast.Call) and isinstance(item.func, ast.Name) and item.func.id == "print" \
+                    and len(item.args) == 1 and not item.keywords:
+                item = item.args[0]  # print(get_weather(...)), as some Gemma prompts ask for
             if not isinstance(item, ast.Call) or item.args or not isinstance(item.func, (ast.Name, ast.Attribute)):
                 return None
             try:
                 args = {kw.arg: ast.literal_eval(kw.value) for kw in item.keywords if kw.arg}
             except ValueError:
                 return None
-            found.append((ast.unparse(item.func), json.dumps(args, ensure_ascii=False)))
+            name = item.func.id if isinstance(item.func, ast.Name) else item.func.attr
+            found.append((name, json.dumps(args, ensure_ascii=False)))
     return found
 
 
