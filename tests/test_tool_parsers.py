@@ -146,6 +146,22 @@ class OldStyleParser(ToolParser):
         return out, []
 
 
+class VllmStyleTools(ToolParser):
+    """Written the vLLM way: extract_* only, pieces shaped like vLLM's DeltaToolCall (as dicts)."""
+
+    name = "vllm_tools"
+
+    def extract_tool_calls_streaming(self, previous_text, current_text, delta_text, previous_token_ids,
+                                     current_token_ids, delta_token_ids, request=None):
+        if "@" not in current_text:
+            return DeltaMessage(content=delta_text)
+        if "@" not in previous_text:
+            head = delta_text.split("@")[0]
+            return DeltaMessage(content=head or None, tool_calls=[
+                {"index": 0, "id": "call_v", "type": "function", "function": {"name": "f", "arguments": ""}}])
+        return DeltaMessage(tool_calls=[{"index": 0, "function": {"arguments": delta_text}}])
+
+
 class VllmStyleReasoning(ReasoningParser):
     """A parser written the vLLM way: only the extract_* methods."""
 
@@ -187,6 +203,14 @@ def test_old_and_vllm_style_parsers_work_in_the_pipeline(stream):
     assert "answer" in content and "CALL" not in content
     assert [(c.index, c.name, c.arguments) for c in calls] == [(0, "f", '{"x": 1}')]
     assert isinstance(calls[0], ToolCallDelta) and calls[0].id.startswith("call_")
+
+
+def test_vllm_style_tool_parser_streams_through_the_pipeline():
+    tok = CharTokenizer()
+    _, content, pieces = run_pipeline([ord(c) for c in 'Hi @{"x": 1}'], tok, None, VllmStyleTools(tok), True)
+    assert content == "Hi "
+    calls = merge_tool_call_pieces(pieces)
+    assert [(c.id, c.name, c.arguments) for c in calls] == [("call_v", "f", '{"x": 1}')]
 
 
 def test_a_parser_must_implement_one_interface():

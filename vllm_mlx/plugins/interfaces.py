@@ -154,10 +154,10 @@ class ReasoningParser:
 
     # -- vllm-mlx's streaming interface ------------------------------------------------
     def feed(self, text: str) -> tuple[str, str]:
-        previous, previous_ids = self._text, self._ids
-        self._text, self._ids = previous + text, previous_ids + list(self.delta_token_ids)
-        msg = self.extract_reasoning_streaming(previous, self._text, text, previous_ids, self._ids,
-                                               list(self.delta_token_ids))
+        previous, previous_ids = getattr(self, "_text", ""), getattr(self, "_ids", [])
+        delta_ids = list(getattr(self, "delta_token_ids", []))
+        self._text, self._ids = previous + text, previous_ids + delta_ids
+        msg = self.extract_reasoning_streaming(previous, self._text, text, previous_ids, self._ids, delta_ids)
         if msg is None:
             return "", ""
         return msg.reasoning or "", msg.content or ""
@@ -218,10 +218,11 @@ class ToolParser:
 
     # -- vllm-mlx's streaming interface ------------------------------------------------
     def feed(self, text: str) -> tuple[str, list[ToolCallDelta | ToolCall]]:
-        previous, previous_ids = self._text, self._ids
-        self._text, self._ids = previous + text, previous_ids + list(self.delta_token_ids)
-        msg = self.extract_tool_calls_streaming(previous, self._text, text, previous_ids, self._ids,
-                                                list(self.delta_token_ids), self.request)
+        previous, previous_ids = getattr(self, "_text", ""), getattr(self, "_ids", [])
+        delta_ids = list(getattr(self, "delta_token_ids", []))
+        self._text, self._ids = previous + text, previous_ids + delta_ids
+        msg = self.extract_tool_calls_streaming(previous, self._text, text, previous_ids, self._ids, delta_ids,
+                                                getattr(self, "request", None))
         if msg is None:
             return "", []
         return msg.content or "", list(msg.tool_calls or [])
@@ -230,21 +231,34 @@ class ToolParser:
         return "", []
 
 
-def as_deltas(pieces: list[ToolCallDelta | ToolCall], first_index: int = 0) -> list[ToolCallDelta]:
-    """Normalise what ``feed`` returned: whole ``ToolCall`` objects become one delta each
-    (numbered from ``first_index``, given an id if they have none)."""
+def as_deltas(pieces: list[Any], first_index: int = 0) -> list[ToolCallDelta]:
+    """Normalise what a parser returned: whole ``ToolCall`` objects become one delta each
+    (numbered from ``first_index``, given an id if they have none); vLLM-shaped pieces
+    (``index``, ``id``, ``function`` with ``name``/``arguments``, as objects or dicts)
+    become ``ToolCallDelta``."""
     out, index = [], first_index
     for p in pieces:
         if isinstance(p, ToolCall):
             out.append(ToolCallDelta(index=index, id=p.id or new_call_id(), name=p.name, arguments=p.arguments))
             index += 1
-        else:
-            out.append(p)
-            index = max(index, p.index + 1)
+            continue
+        if not isinstance(p, ToolCallDelta):
+            p = _from_vllm_shape(p)
+        out.append(p)
+        index = max(index, p.index + 1)
     return out
 
 
-def merge_tool_call_pieces(pieces: list[ToolCallDelta | ToolCall]) -> list[ToolCall]:
+def _from_vllm_shape(piece: Any) -> ToolCallDelta:
+    def get(obj: Any, key: str) -> Any:
+        return obj.get(key) if isinstance(obj, dict) else getattr(obj, key, None)
+
+    fn = get(piece, "function") or {}
+    return ToolCallDelta(index=get(piece, "index") or 0, id=get(piece, "id"), name=get(fn, "name"),
+                         arguments=get(fn, "arguments") or "")
+
+
+def merge_tool_call_pieces(pieces: list[Any]) -> list[ToolCall]:
     """Assemble streamed pieces into whole calls, in index order."""
     calls: dict[int, ToolCall] = {}
     for d in as_deltas(pieces):
