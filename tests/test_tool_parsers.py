@@ -219,3 +219,30 @@ def test_a_parser_must_implement_one_interface():
 
     with pytest.raises(TypeError):
         Empty(None)
+
+
+# -- property: parsers never raise and never lose text they did not turn into calls ---------------
+from hypothesis import given, settings, strategies as st  # noqa: E402
+
+PIECES = ["<tool_call>", "</tool_call>", "<function=get_weather>", "<parameter=city>", "</parameter>",
+          "</function>", "<|python_tag|>", "[TOOL_CALLS]", "[ARGS]", "<｜tool▁calls▁begin｜>",
+          "<｜tool▁call▁begin｜>", "<｜tool▁sep｜>", "<｜tool▁call▁end｜>", "<｜tool▁calls▁end｜>", "```tool_code",
+          "```json", "```", '{"name": "get_weather", "arguments": ', '"parameters": ', '{"city": "Paris"}',
+          "get_weather(city='Paris')", "{", "}", "[", "]", '"', ",", ";", "\n", " ", "text", "<", "\\"]
+texts = st.lists(st.sampled_from(PIECES), max_size=14).map("".join)
+
+
+@settings(max_examples=150, deadline=None)
+@given(text=texts, cuts=st.lists(st.integers(min_value=1, max_value=200), max_size=6))
+def test_any_text_is_kept_unless_it_became_a_call(text, cuts):
+    for name in PM.names("tool_parsers"):
+        cls = PM.tool_parser(name)
+        whole = cls(None, [WEATHER]).extract_tool_calls(text)
+        if not whole.tools_called:
+            assert (whole.content or "") == text, name
+        for call in whole.tool_calls:
+            assert isinstance(json.loads(call.arguments), dict), name
+        bounds = sorted({c % (len(text) + 1) for c in cuts} | {0, len(text)})
+        content, deltas = stream(cls(None, [WEATHER]), [text[a:b] for a, b in zip(bounds, bounds[1:])])
+        if not deltas:
+            assert content == text, name

@@ -16,6 +16,7 @@ from __future__ import annotations
 import ast
 import json
 import re
+import warnings
 
 from .markup_tools import MarkupToolParser, PartialCall, RegionParse
 
@@ -27,8 +28,10 @@ _NAME = re.compile(r"\s*\[?\s*(?:print\s*\(\s*)?(?!print\s*\()(?:[A-Za-z_]\w*\.)
 
 def _calls(code: str) -> list[tuple[str, str]] | None:
     try:
-        tree = ast.parse(code.strip())
-    except SyntaxError:
+        with warnings.catch_warnings():  # model text may hold odd escapes; they are not our warnings
+            warnings.simplefilter("ignore")
+            tree = ast.parse(code.strip())
+    except (SyntaxError, ValueError):
         return None
     found = []
     for stmt in tree.body:
