@@ -147,3 +147,14 @@ def test_concurrent_requests_match_solo_answers(hermes, xml_r1):
     keys, results = asyncio.run(all_at_once())
     for (srv, name, stream), got in zip(keys, results):
         assert got == solo[(id(srv), name, stream)], (name, stream)
+
+
+def test_parsers_turned_off_return_the_raw_reply(scripted_model_dir, tmp_path_factory):
+    srv, client, _ = _serve(scripted_model_dir, tmp_path_factory, "raw",
+                            ["--tool-call-parser", "none", "--reasoning-parser", "none"])
+    try:
+        content, reasoning, calls, finish = reply(client, "parallel", False)
+        assert (content, reasoning, calls, finish) == (BY_NAME["parallel"]["reply"], "", [], "stop")
+        assert reply(client, "think", True)[0] == BY_NAME["think"]["reply"]
+    finally:
+        srv.stop()

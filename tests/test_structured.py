@@ -185,3 +185,12 @@ def test_strict_schema_allows_no_unlisted_properties(mlx_model):
     assert accepts(closed_objects(schema), '{"ok": true, "inner": {"n": 1}}')
     assert closed_objects({"type": "object", "additionalProperties": True}) == \
         {"type": "object", "additionalProperties": True}
+
+
+def test_each_of_n_choices_follows_the_schema(tool_client):
+    r = tool_client.chat.completions.create(model="random-llama", messages=MSG, max_tokens=200, temperature=1.0,
+                                            seed=5, n=3, response_format=FORMAT)
+    assert len(r.choices) == 3
+    for choice in r.choices:
+        assert choice.finish_reason == "stop"
+        jsonschema.validate(json.loads(choice.message.content), SCHEMA)
