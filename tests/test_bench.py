@@ -42,7 +42,7 @@ def test_bench_serve_against_the_server(server, tmp_path):
 
 def test_bench_prefix_reports_every_scenario(random_model_dir):
     lines = bench("prefix", str(random_model_dir), "--system-tokens", "200", "--burst", "3", "--conc", "4",
-                  "--max-tokens", "4", "--capacity-requests", "3")
+                  "--max-tokens", "4", "--capacity-requests", "3", "--repeats", "1")
     by = {line["scenario"]: line for line in lines}
     assert set(by) == {"warm_repeat", "cold_burst", "conversation", "capacity", "no_share"}
     assert by["warm_repeat"]["cached_tokens"] >= 160 and by["cold_burst"]["requests_served_from_cache"] == 2
@@ -50,3 +50,21 @@ def test_bench_prefix_reports_every_scenario(random_model_dir):
     assert by["capacity"]["shared_system_prompt"]["cached_blocks"] < \
         by["capacity"]["shared_system_prompt"]["full_copy_per_conversation_blocks"]
     assert by["no_share"]["tok_s_caching_on"] > 0
+
+
+def test_bench_soak_leaves_no_failures_and_no_kv_blocks_held(server):
+    out = subprocess.run([sys.executable, "-m", "vllm_mlx.cli.main", "bench", "soak", "--url", server.url,
+                          "--api-key", API_KEY, "--streams", "8", "--duration", "6", "--warmup", "2",
+                          "--prompt-words", "20", "--system-words", "20", "--max-tokens", "16",
+                          "--disconnect-rate", "0.3"], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    record = json.loads(out.stdout.strip().splitlines()[-1])
+    assert record["requests"] > 20 and record["ok"] > 10 and record["failed"] == 0, record
+    assert record["idle"] and record["kv_blocks_in_use"] == 0 and record["engine_state"] == "running"
+    assert record["rss_start_mib"] > 0
+
+
+def test_bench_soak_refuses_remote_servers():
+    out = subprocess.run([sys.executable, "-m", "vllm_mlx.cli.main", "bench", "soak", "--url",
+                          "http://10.1.2.3:8000", "--duration", "1"], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 2 and "this machine only" in out.stderr

@@ -11,10 +11,11 @@ their numbers compare like with like: ``tok_s`` is aggregate output tokens per w
 from .engine import BenchError, EngineBenchConfig, engine_bench
 from .load import ServeBenchConfig, serve_bench
 from .prefix import PrefixBenchConfig, prefix_bench
+from .soak import SoakConfig, SoakError, soak
 from .raw import RawBenchConfig, raw_bench
 from .stats import FIELDS, Reporter, RequestStats, percentile, requests_for, summarize
 
 __all__ = [
     "FIELDS", "BenchError", "EngineBenchConfig", "RawBenchConfig", "Reporter", "RequestStats",
-    "PrefixBenchConfig", "ServeBenchConfig", "prefix_bench", "engine_bench", "percentile", "raw_bench", "requests_for", "serve_bench", "summarize",
+    "PrefixBenchConfig", "ServeBenchConfig", "SoakConfig", "SoakError", "soak", "prefix_bench", "engine_bench", "percentile", "raw_bench", "requests_for", "serve_bench", "summarize",
 ]

@@ -135,6 +135,8 @@ def raw_cmd(model, conc, requests, max_tokens, label, json_out, prompt_tokens, p
 @click.option("--block-size", default=32, show_default=True, type=click.IntRange(1), help="KV block size.")
 @click.option("--conc", default=16, show_default=True, type=click.IntRange(1), help="Concurrency of no_share.")
 @click.option("--max-tokens", default=64, show_default=True, type=click.IntRange(1), help="Tokens per no_share request.")
+@click.option("--repeats", default=3, show_default=True, type=click.IntRange(1),
+              help="no_share: alternating rounds with caching off and on; medians are compared.")
 @click.option("--capacity-requests", default=24, show_default=True, type=click.IntRange(1),
               help="1k-token requests sent at once in the capacity scenario.")
 @click.option("--scenario", "scenarios", multiple=True,
@@ -142,7 +144,8 @@ def raw_cmd(model, conc, requests, max_tokens, label, json_out, prompt_tokens, p
               help="Run only these (repeatable; default: all).")
 @click.option("--label", default="", help="Free text copied into every JSON line.")
 @click.option("--json-out", default=None, type=click.Path(dir_okay=False), help="Also append the JSON lines here.")
-def prefix_cmd(model, system_tokens, burst, block_size, conc, max_tokens, capacity_requests, scenarios, label, json_out):
+def prefix_cmd(model, system_tokens, burst, block_size, conc, max_tokens, repeats, capacity_requests, scenarios, label,
+               json_out):
     """The prefix cache's targets on MODEL, in-process: warm vs cold TTFT, a cold burst sharing a
     prefix, a 10-turn conversation, capacity at a fixed KV budget, and the cost when nothing is shared."""
     from ..bench import BenchError, PrefixBenchConfig, prefix_bench
@@ -150,11 +153,49 @@ def prefix_cmd(model, system_tokens, burst, block_size, conc, max_tokens, capaci
     from ..plugins import PluginError
 
     cfg = PrefixBenchConfig(model=model, system_tokens=system_tokens, burst=burst, block_size=block_size, conc=conc,
-                            max_tokens=max_tokens, capacity_requests=capacity_requests, label=label)
+                            max_tokens=max_tokens, repeats=repeats, capacity_requests=capacity_requests, label=label)
     if scenarios:
         cfg.scenarios = tuple(scenarios)
     try:
         prefix_bench(cfg, _reporter(json_out))
     except (BenchError, ModelSourceError, PluginError) as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(2)
+
+
+@bench.command("soak")
+@click.option("--url", default="http://127.0.0.1:8000", show_default=True,
+              help="A server on this machine (loopback addresses only).")
+@click.option("--model", default="default", show_default=True, help="The 'model' field of each request.")
+@click.option("--streams", default=64, show_default=True, type=click.IntRange(1, 4096), help="Concurrent clients.")
+@click.option("--duration", default=600.0, show_default=True, type=click.FloatRange(min=1), help="Seconds of load.")
+@click.option("--max-requests", default=1_000_000, show_default=True, type=click.IntRange(1),
+              help="Stop starting requests after this many.")
+@click.option("--warmup", default=60.0, show_default=True, type=click.FloatRange(min=0),
+              help="Seconds of load before the starting memory is read.")
+@click.option("--disconnect-rate", default=0.2, show_default=True, type=click.FloatRange(0, 1),
+              help="Share of requests whose client walks away at a random moment.")
+@click.option("--max-tokens", default=96, show_default=True, type=click.IntRange(1), help="Upper bound of max_tokens.")
+@click.option("--prompt-words", default=120, show_default=True, type=click.IntRange(1),
+              help="User messages have 1 to this many words.")
+@click.option("--system-words", default=100, show_default=True, type=click.IntRange(1),
+              help="Half the requests share a system prompt of this many words.")
+@click.option("--api-key", envvar="VLLM_MLX_API_KEY", default=None, help="Sent as 'Authorization: Bearer KEY'.")
+@click.option("--seed", default=1, show_default=True, type=int)
+@click.option("--label", default="", help="Free text copied into the JSON.")
+@click.option("--json-out", default=None, type=click.Path(dir_okay=False), help="Also append the JSON here.")
+def soak_cmd(url, model, streams, duration, max_requests, warmup, disconnect_rate, max_tokens, prompt_words,
+             system_words, api_key, seed, label, json_out):
+    """Random long load with client disconnects against a local server; prints one JSON object:
+    requests ok / failed / cancelled, KV blocks still in use once idle, server RSS start and end."""
+    from ..bench import SoakConfig, SoakError, soak
+
+    cfg = SoakConfig(url=url, model=model, streams=streams, duration=duration, max_requests=max_requests,
+                     warmup=min(warmup, duration / 2), disconnect_rate=disconnect_rate, max_tokens=max_tokens,
+                     api_key=api_key or None, seed=seed, label=label, prompt_words=prompt_words,
+                     system_words=system_words)
+    try:
+        soak(cfg, _reporter(json_out))
+    except SoakError as exc:
         click.echo(f"error: {exc}", err=True)
         sys.exit(2)

@@ -213,6 +213,7 @@ class Engine:
             "prefix_hits": cache.hits,
             "preemptions": sched.preemptions,
             "evictions": pool.evictions,
+            "block_bytes": self.kv.bytes_per_token * self.kv.block_size,
         }
 
     def _loop(self) -> None:
@@ -230,6 +231,10 @@ class Engine:
             self.counters.steps += 1
             if events:
                 self._deliver(events)
+            try:
+                sched.after_step()
+            except Exception:  # noqa: BLE001 - the cache is an optimisation: log, keep serving
+                log.exception("prefix cache write-back failed")
             self._num_waiting = sched.num_waiting
             self._num_running = sched.num_running
 

@@ -40,9 +40,7 @@ def extend_hashes(hashes: list[bytes], tokens: list[int], block_size: int, salt:
     out = list(hashes)
     parent = out[-1] if out else salt_root(salt)
     for start in range(len(out) * block_size, len(tokens) - block_size + 1, block_size):
-        h = hashlib.blake2b(parent, digest_size=16)
-        h.update(array("q", tokens[start:start + block_size]).tobytes())
-        parent = h.digest()
+        parent = chain_hash(parent, tuple(tokens[start:start + block_size]))
         out.append(parent)
     return out
 
@@ -106,31 +104,42 @@ class PrefixCache:
         return Hit(n, caches)
 
     def store(self, tokens: list[int], hashes: list[bytes], caches: list[Any], salt: str | None) -> list[bytes]:
-        """Copy the full blocks of a sequence's cache (``tokens`` are the tokens it
-        holds) that the pool lacks into the pool. Returns the extended hashes."""
+        """Copy what the pool lacks of a sequence's cache (``tokens`` are the tokens it
+        holds) into the pool: its full blocks, and its last, partial block (found only
+        by the token-by-token match of ``partial``). Returns the extended hashes."""
         hashes = extend_hashes(hashes, tokens, self.block_size, salt)
         if not self.enabled:
             return hashes
+        bs, pool = self.block_size, self.pool
         known = 0
-        while known < len(hashes) and hashes[known] in self.pool.cached:
+        while known < len(hashes) and hashes[known] in pool.cached:
             known += 1
-        if known == len(hashes):
-            self.pool.touch([self.pool.cached[h] for h in hashes])
-            return hashes
-        bs = self.block_size
-        chain = [self.pool.cached[h] for h in hashes[:known]]
-        self.pool.acquire(chain)  # inserting the new blocks must not evict their parents
-        per_layer = [cut_blocks(c, known * bs, len(hashes) * bs, bs) for c in caches]
+        chain = [pool.cached[h] for h in hashes[:known]]
+        pool.acquire(chain)  # inserting the new blocks must not evict their parents
+        per_layer = [cut_blocks(c, known * bs, len(tokens), bs) for c in caches]
         fresh = []
-        for j, i in enumerate(range(known, len(hashes))):
+        for j, start in enumerate(range(known * bs, len(tokens), bs)):
+            i = start // bs
             parent = hashes[i - 1] if i else salt_root(salt)
-            block = Block(hashes[i], parent, tuple(tokens[i * bs:(i + 1) * bs]), [layer[j] for layer in per_layer])
-            if not self.pool.insert(block):
+            toks = tuple(tokens[start:start + bs])
+            h = hashes[i] if i < len(hashes) else chain_hash(parent, toks)
+            if h in pool.cached:  # the same partial tail, stored before
+                pool.touch([pool.cached[h]])
+                break
+            block = Block(h, parent, toks, [layer[j] for layer in per_layer])
+            if not pool.insert(block):
                 break  # no room: the rest of the chain would be unreachable anyway
-            self.pool.acquire([block])
+            pool.acquire([block])
             fresh.append(block)
         if fresh:
             mx.async_eval(arrays([b.data for b in fresh]))
-        self.pool.release(chain + fresh)
-        self.pool.touch(chain + fresh)
+        pool.release(chain + fresh)
+        pool.touch(chain + fresh)
         return hashes
+
+
+def chain_hash(parent: bytes, tokens: tuple[int, ...]) -> bytes:
+    """A block's hash: its parent's hash and its tokens."""
+    h = hashlib.blake2b(parent, digest_size=16)
+    h.update(array("q", tokens).tobytes())
+    return h.digest()

@@ -15,13 +15,13 @@ import hashlib
 import json
 import logging
 import os
-from array import array
 from pathlib import Path
 
 import mlx.core as mx
 from mlx.utils import tree_flatten, tree_unflatten
 
 from .kv_blocks import Block, BlockPool
+from .prefix_cache import chain_hash
 
 log = logging.getLogger("vllm_mlx.prefix_store")
 
@@ -31,12 +31,6 @@ def _digest(leaves: list[mx.array]) -> str:
     for x in leaves:
         h.update(memoryview(mx.view(x, mx.uint8)).tobytes())
     return h.hexdigest()
-
-
-def _chain_hash(parent: bytes, tokens: tuple[int, ...]) -> bytes:
-    h = hashlib.blake2b(parent, digest_size=16)
-    h.update(array("q", tokens).tobytes())
-    return h.digest()
 
 
 class PrefixStore:
@@ -53,8 +47,8 @@ class PrefixStore:
 
     # -- writing ------------------------------------------------------------
     def save(self, block: Block) -> None:
-        if block.on_disk or block.block_hash in self.index:
-            return
+        if block.on_disk or block.block_hash in self.index or len(block.tokens) != self.block_size:
+            return  # partial tail blocks are not kept across restarts
         flat = tree_flatten(block.data)
         arrays = {name or "0": x for name, x in flat}
         meta = {
@@ -100,7 +94,7 @@ class PrefixStore:
                 raise ValueError("written for another model or block size")
             parent = bytes.fromhex(meta["parent"])
             tokens = tuple(json.loads(meta["tokens"]))
-            if len(tokens) != self.block_size or _chain_hash(parent, tokens) != h:
+            if len(tokens) != self.block_size or chain_hash(parent, tokens) != h:
                 raise ValueError("hash does not match its tokens")
             names = json.loads(meta["layout"])
             leaves = [arrays[name or "0"] for name in names]

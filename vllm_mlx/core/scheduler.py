@@ -39,6 +39,7 @@ from typing import Any, Callable
 import mlx.core as mx
 from mlx_lm.generate import BatchGenerator, StopSequences
 
+from .guard import Failure, guard
 from .kv_blocks import BlockPool
 from .prefix_cache import PrefixCache, extend_hashes
 from .request import EngineRequest, TokenEvent, TokenLogprob
@@ -64,6 +65,7 @@ class _Seq:
     cached_tokens: int | None = None  # reported with the first token
     uid: int | None = None
     order: int = 0
+    failure: Failure = field(default_factory=Failure)  # set when its sampler or a processor raised
     hit_tokens: int = 0  # of ``tokens``, served from the cache at the last admission
     caches: list | None = None  # handed to BatchGenerator at insertion
 
@@ -102,7 +104,9 @@ class Scheduler:
         self.waiting: deque[_Seq | EngineRequest] = deque()
         self.running: dict[int, _Seq] = {}
         self.preemptions = 0
+        self.failed = 0  # requests ended because their own sampler or processor raised
         self._admitted = 0
+        self._writeback: list[_Seq] = []
 
     # -- state -------------------------------------------------------------
     def has_work(self) -> bool:
@@ -143,8 +147,10 @@ class Scheduler:
         stop_ids = set(p.stop_token_ids)
         if not p.ignore_eos:
             stop_ids |= self.eos_token_ids
-        seq = _Seq(req, list(req.prompt_ids), make_sampler(p), make_logits_processors(p, stop_ids),
-                   StopSequences([(t,) for t in sorted(stop_ids)]))
+        failure = Failure()
+        processors = guard(make_logits_processors(p, stop_ids), failure)
+        seq = _Seq(req, list(req.prompt_ids), make_sampler(p), processors,
+                   StopSequences([(t,) for t in sorted(stop_ids)]), failure=failure)
         seq.hashes = extend_hashes([], seq.tokens, self.block_size, p.cache_salt)
         return seq
 
@@ -244,14 +250,27 @@ class Scheduler:
         events = self._admit()
         if not self.running:
             return events
+        failed_before = {uid for uid, s in self.running.items() if s.failure.message is not None}
         prompt_responses, responses = self.generator.next()
         for pr in prompt_responses:
             if pr.end_of_prompt and pr.uid in self.running:
-                self._prompt_done(self.running[pr.uid])
+                seq = self.running[pr.uid]
+                seq.prompt_done = True
+                if self.cache.enabled and len(seq.hashes) * self.block_size > seq.hit_tokens:
+                    self._writeback.append(seq)
         wants_logprobs: list[tuple[TokenEvent, mx.array, int]] = []
         for r in responses:
             seq = self.running.get(r.uid)
             if seq is None:  # aborted after its token was already in flight
+                continue
+            if seq.failure.message is not None and r.finish_reason is None:
+                # Its own processor raised, so only it ends. A failure during this step
+                # concerns the token drawn ahead; the token returned now is still good.
+                token = None if r.uid in failed_before else r.token
+                events.append((seq.req, TokenEvent(seq.req.request_id, token, "error", error=seq.failure.message)))
+                self.generator.remove([seq.uid])
+                self._drop(seq)
+                self.failed += 1
                 continue
             req = seq.req
             event = TokenEvent(req.request_id, r.token, r.finish_reason)
@@ -271,10 +290,17 @@ class Scheduler:
         events += self._grow()
         return events
 
-    def _prompt_done(self, seq: _Seq) -> None:
-        seq.prompt_done = True
-        if self.cache.enabled and len(seq.hashes) * self.block_size > seq.hit_tokens:
-            cache, tokens = self.generator.extract_cache([seq.uid])[seq.uid]
+    def after_step(self) -> None:
+        """Work that can wait until the step's tokens are on their way: copy the
+        blocks of prompts that finished prefilling into the cache (requests waiting
+        for those blocks are admitted at the next step)."""
+        pending, self._writeback = self._writeback, []
+        live = [s for s in pending if s.uid in self.running and self.running[s.uid] is s]
+        if not live:
+            return
+        extracted = self.generator.extract_cache([s.uid for s in live])
+        for seq in live:
+            cache, tokens = extracted[seq.uid]
             self._store(seq, tokens, cache)
 
     def _store(self, seq: _Seq, tokens: list[int], caches: list[Any]) -> None:

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import time
 
+import mlx.core as mx
 import msgspec
 from litestar import Request, Response, get
 
@@ -34,10 +36,27 @@ async def health(request: Request) -> Response:
             "failed": core.counters.requests_failed,
         },
         "kv_cache": core.kv_stats(),
+        "process": {"rss_bytes": _rss_bytes(), "mlx_active_bytes": mx.get_active_memory(),
+                    "mlx_cache_bytes": mx.get_cache_memory(), "mlx_peak_bytes": mx.get_peak_memory()},
         "uptime_s": round(time.time() - state.started_at, 1),
     }
     return Response(content=msgspec.json.encode(body), media_type="application/json",
                     status_code=200 if ok else 503)
+
+
+def _rss_bytes() -> int | None:
+    """Resident memory of this process now (Linux), else its peak (macOS)."""
+    try:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except OSError:
+        pass
+    try:
+        import resource
+
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # bytes on macOS
+    except Exception:  # noqa: BLE001 - no memory figure on this platform
+        return None
 
 
 def _histogram(lines: list[str], name: str, help_text: str, hist: Histogram, label: str) -> None:
