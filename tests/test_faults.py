@@ -54,3 +54,23 @@ def test_a_raising_logits_processor_fails_only_its_request(mlx_model, monkeypatc
         assert eng.kv_stats()["blocks_working"] == 0
     finally:
         eng.shutdown()
+
+
+def test_request_timeout_ends_only_requests_past_their_deadline(mlx_model):
+    model, tok = mlx_model
+    eng = Engine(model, tok, EngineConfig(max_num_seqs=4, request_timeout=0.5)).start()
+    try:
+        ae = AsyncEngine(eng)
+
+        async def go():
+            long = ae.generate_all([5, 6, 7], SamplingParams(max_tokens=100_000, temperature=0.0, ignore_eos=True))
+            short = ae.generate_all([5, 6, 7], SamplingParams(max_tokens=4, temperature=0.0, ignore_eos=True))
+            return [r[0] for r in await asyncio.gather(long, short)]
+
+        long, short = asyncio.run(go())
+        assert long.finish_reason == "error" and long.error.startswith("request timed out after 0.5 s")
+        assert 0 < len(long.token_ids) < 100_000
+        assert short.finish_reason == "length" and len(short.token_ids) == 4
+        assert eng.kv_stats()["blocks_working"] == 0 and eng.state == "running"
+    finally:
+        eng.shutdown()

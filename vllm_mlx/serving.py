@@ -38,6 +38,8 @@ class ServeOptions:
     kv_cache_group_size: int = 64
     sliding_window: int | None = None
     prefix_cache_dir: str | None = None
+    shutdown_timeout: float = 30.0  # seconds in-flight requests get to finish on SIGTERM/SIGINT
+    request_timeout: float | None = None  # seconds; a request still unfinished then ends with a 408
     max_queue: int = 1024
     allowed_origins: list[str] = field(default_factory=list)
     default_chat_template_kwargs: dict[str, Any] = field(default_factory=dict)
@@ -73,6 +75,7 @@ def build_state(opts: ServeOptions, plugins: PluginManager | None = None) -> Ser
         prefix_caching=opts.enable_prefix_caching,
         make_cache=lambda: policy.make_cache(loaded.model, cache_options),
         prefix_cache_dir=opts.prefix_cache_dir,
+        request_timeout=opts.request_timeout or None,
         cache_fingerprint=_fingerprint(loaded, policy.name, cache_options),
     ))
     try:
@@ -136,5 +139,25 @@ def serve(opts: ServeOptions) -> None:
                     "Pass --api-key (or VLLM_MLX_API_KEY).", opts.host)
     state = build_state(opts)
     app = create_app(state)
-    uvicorn.run(app, host=opts.host, port=opts.port, log_level=opts.log_level, access_log=False,
-                timeout_graceful_shutdown=5)
+    config = uvicorn.Config(app, host=opts.host, port=opts.port, log_level=opts.log_level, access_log=False,
+                            timeout_graceful_shutdown=opts.shutdown_timeout)
+    _graceful_server(config).run()
+
+
+def _graceful_server(config):
+    """uvicorn's server, except that a SIGTERM/SIGINT shutdown exits with status 0.
+
+    On SIGTERM/SIGINT uvicorn stops accepting connections, lets in-flight requests
+    finish for up to ``timeout_graceful_shutdown`` seconds, cancels the rest, runs
+    the app's shutdown (the engine stops, the prefix cache is saved), then
+    re-raises the signal so the process dies of it (status 143/130). A shutdown
+    that went as planned is a success for a service manager, so we do not re-raise.
+    """
+    import uvicorn
+
+    class GracefulServer(uvicorn.Server):
+        def handle_exit(self, sig, frame):
+            super().handle_exit(sig, frame)
+            self._captured_signals.clear()
+
+    return GracefulServer(config)

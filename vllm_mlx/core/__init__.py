@@ -4,5 +4,7 @@ from .async_engine import AsyncEngine, SequenceResult
 from .engine import Engine, EngineConfig
 from .output import SequenceDelta
 from .params import ParamError, SamplingParams
+from .scheduler import TIMEOUT_PREFIX
 
-__all__ = ["AsyncEngine", "Engine", "EngineConfig", "ParamError", "SamplingParams", "SequenceDelta", "SequenceResult"]
+__all__ = ["TIMEOUT_PREFIX", "AsyncEngine", "Engine", "EngineConfig", "ParamError", "SamplingParams", "SequenceDelta",
+           "SequenceResult"]

@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import queue
 import threading
+import time
 import traceback
 from dataclasses import dataclass, field
 
@@ -40,6 +41,7 @@ class EngineConfig:
     make_cache: Callable[[], list[Any]] | None = None  # per-layer caches for one sequence (the cache policy)
     prefix_cache_dir: str | None = None  # keep cached blocks across restarts here
     cache_fingerprint: str = ""  # names the model and cache layout the stored blocks belong to
+    request_timeout: float | None = None  # seconds from arrival; a request still unfinished then ends
 
 
 @dataclass
@@ -117,6 +119,8 @@ class Engine:
 
     # -- public API (any thread) --------------------------------------------
     def submit(self, request: EngineRequest) -> None:
+        if self.config.request_timeout and request.deadline is None:
+            request.deadline = request.arrival + self.config.request_timeout
         self._commands.put(("add", request))
 
     def abort(self, request_id: str) -> None:
@@ -223,6 +227,12 @@ class Engine:
             if self._stopping or not sched.has_work():
                 continue
             try:
+                if self.config.request_timeout:
+                    expired = sched.expire(time.monotonic())
+                    if expired:
+                        self._deliver(expired)
+                    if not sched.has_work():
+                        continue
                 events = sched.step()
             except Exception as exc:  # noqa: BLE001 - keep serving after a bad step
                 self._recover(exc)

@@ -51,3 +51,4 @@ class EngineRequest:
     sink: OutputSink
     arrival: float = field(default_factory=time.monotonic)
     uid: int | None = None  # BatchGenerator's id, set by the scheduler
+    deadline: float | None = None  # time.monotonic() after which the engine ends it (--request-timeout)

@@ -245,6 +245,21 @@ class Scheduler:
         return None
 
     # -- stepping ----------------------------------------------------------
+    def expire(self, now: float) -> list[tuple[EngineRequest, TokenEvent]]:
+        """End every request whose deadline has passed (waiting or running)."""
+        out = []
+        for item in list(self.waiting):
+            req = item.req if isinstance(item, _Seq) else item
+            if req.deadline is not None and now > req.deadline:
+                self.waiting.remove(item)
+                out.append((req, _timeout_event(req)))
+        for seq in list(self.running.values()):
+            if seq.req.deadline is not None and now > seq.req.deadline:
+                self.generator.remove([seq.uid])
+                self._drop(seq)
+                out.append((seq.req, _timeout_event(seq.req)))
+        return out
+
     def step(self) -> list[tuple[EngineRequest, TokenEvent]]:
         """Admit what fits, run one BatchGenerator step, return its token events."""
         events = self._admit()
@@ -388,3 +403,11 @@ class Scheduler:
             pass
         self.generator = self._make_generator()
         return dropped
+
+
+TIMEOUT_PREFIX = "request timed out"
+
+
+def _timeout_event(req: EngineRequest) -> TokenEvent:
+    limit = req.deadline - req.arrival
+    return TokenEvent(req.request_id, None, "error", error=f"{TIMEOUT_PREFIX} after {limit:g} s (--request-timeout)")

@@ -10,6 +10,7 @@ from typing import Awaitable, TypeVar
 import msgspec
 from litestar import Request
 
+from ...core import TIMEOUT_PREFIX
 from ..errors import APIError, ClientGone, bad_request, from_decode_error
 from ..state import ServerState
 
@@ -66,6 +67,8 @@ def now() -> int:
 
 
 def engine_error(message: str | None) -> APIError:
+    if message and message.startswith(TIMEOUT_PREFIX):
+        return APIError(408, message, type="timeout_error", code="request_timeout")
     return APIError(500, message or "generation failed", type="server_error", code="engine_error")
 
 
