@@ -24,6 +24,14 @@ def random_model_dir(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def scripted_model_dir(tmp_path_factory) -> Path:
+    """A tiny model trained to write tool calls and reasoning in several formats (scripted_model.py)."""
+    from scripted_model import build_scripted_model
+
+    return build_scripted_model(tmp_path_factory.mktemp("models") / "scripted")
+
+
+@pytest.fixture(scope="session")
 def demo_cache_dir(tmp_path_factory) -> Path:
     return Path(os.environ.get("VLLM_MLX_TEST_DEMO_CACHE") or tmp_path_factory.mktemp("demo-cache"))
 

@@ -7,6 +7,7 @@ import json
 
 import pytest
 
+from stream_helpers import collect
 from vllm_mlx.demo import SCRIPTS
 
 BY_NAME = {s["name"]: s for s in SCRIPTS}
@@ -69,18 +70,18 @@ def test_previous_turn_reasoning_is_accepted(demo_client):
 def test_tool_call_is_parsed(demo_client, stream):
     r = ask(demo_client, BY_NAME["tool_call"], stream=stream)
     if stream:
-        chunks = [c for c in r if c.choices]
-        calls = [tc for c in chunks for tc in (c.choices[0].delta.tool_calls or [])]
-        finish = chunks[-1].choices[0].finish_reason
-        content = "".join(c.choices[0].delta.content or "" for c in chunks)
+        got = collect(r)
+        assert got.pieces > 2  # name first, then the arguments in several pieces
+        calls, finish, content = got.calls, got.finish_reason, got.content
     else:
-        calls, finish = r.choices[0].message.tool_calls, r.choices[0].finish_reason
-        content = r.choices[0].message.content or ""
+        calls = [{"id": c.id, "type": c.type, "name": c.function.name, "arguments": c.function.arguments}
+                 for c in r.choices[0].message.tool_calls]
+        finish, content = r.choices[0].finish_reason, r.choices[0].message.content or ""
     assert finish == "tool_calls"
     assert content == ""
-    assert len(calls) == 1 and calls[0].function.name == "get_weather"
-    assert json.loads(calls[0].function.arguments) == {"city": "Paris"}
-    assert calls[0].id.startswith("call_") and calls[0].type == "function"
+    assert len(calls) == 1 and calls[0]["name"] == "get_weather"
+    assert json.loads(calls[0]["arguments"]) == {"city": "Paris"}
+    assert calls[0]["id"].startswith("call_") and calls[0]["type"] == "function"
 
 
 def test_tool_result_turn(demo_client):

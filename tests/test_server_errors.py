@@ -47,7 +47,17 @@ def assert_openai_error(resp, status, param=None):
     ({"messages": OK_MSG, "stop": 5}, "stop"),
     ({"messages": [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "x"}}]}]}, "messages"),
     ({}, "messages"),
-    ({"messages": OK_MSG, "response_format": {"type": "json_object"}}, "response_format"),
+    ({"messages": OK_MSG, "response_format": {"type": "yaml"}}, "response_format"),
+    ({"messages": OK_MSG, "response_format": {"type": "json_schema", "json_schema": {"name": "x"}}}, "response_format"),
+    ({"messages": OK_MSG, "response_format": {"type": "json_schema",
+                                              "json_schema": {"name": "x", "schema": {"type": "nonsense"}}}},
+     "response_format"),
+    ({"messages": OK_MSG, "tool_choice": "sometimes"}, "tool_choice"),
+    ({"messages": OK_MSG, "tool_choice": "required"}, "tool_choice"),
+    ({"messages": OK_MSG, "tools": [{"type": "function", "function": {"name": "f"}}],
+      "tool_choice": {"type": "function", "function": {"name": "g"}}}, "tool_choice"),
+    ({"messages": OK_MSG, "tools": [{"type": "function", "function": {"name": "f"}}],
+      "tool_choice": {"type": "function"}}, "tool_choice"),
     ({"messages": OK_MSG, "tools": [{"type": "function", "function": {"description": "no name"}}]}, "tools"),
 ])
 def test_chat_bad_input_is_400(server, body, param):

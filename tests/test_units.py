@@ -9,6 +9,7 @@ import pytest
 from vllm_mlx.core import ParamError, SamplingParams
 from vllm_mlx.core.detokenizer import IncrementalDetokenizer
 from vllm_mlx.core.stop_strings import StopStringMatcher
+from vllm_mlx.plugins.interfaces import merge_tool_call_pieces
 from vllm_mlx.plugins.parsers.json_tool_tags import JsonToolTagParser
 from vllm_mlx.plugins.parsers.think_tags import ThinkTagReasoningParser
 
@@ -80,7 +81,7 @@ def test_think_parser_without_tags_is_all_content():
 def test_tool_parser_streamed_char_by_char():
     text = 'Sure. <tool_call>\n{"name": "f", "arguments": {"x": 1}}\n</tool_call>'
     outs = chars(JsonToolTagParser(None), text)
-    calls = [c for _, cs in outs for c in cs]
+    calls = merge_tool_call_pieces([c for _, cs in outs for c in cs])
     assert "".join(t for t, _ in outs) == "Sure. "
     assert [(c.name, json.loads(c.arguments)) for c in calls] == [("f", {"x": 1})]
 

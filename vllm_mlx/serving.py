@@ -51,12 +51,14 @@ def build_state(opts: ServeOptions, plugins: PluginManager | None = None) -> Ser
     plugins = plugins or PluginManager(extra=opts.plugins)
     loaded = load_model(opts.model, plugins, kinds=("llm",))
     reasoning = opts.reasoning_parser or loaded.default_reasoning_parser
-    tools = opts.tool_call_parser or loaded.default_tool_parser
+    tools = opts.tool_call_parser or plugins.detect_tool_parser(chat_template_text(loaded.tokenizer)) \
+        or loaded.default_tool_parser
     if opts.enable_auto_tool_choice and not tools:
         raise PluginError("--enable-auto-tool-choice needs --tool-call-parser NAME (this model family has no "
                           f"default); available: {', '.join(plugins.names('tool_parsers'))}")
-    reasoning_cls = plugins.reasoning_parser(reasoning) if reasoning else None
-    tool_cls = plugins.tool_parser(tools) if tools else None
+    # "none" turns a parser off explicitly (tools then reach the model and its reply comes back unparsed)
+    reasoning_cls = plugins.reasoning_parser(reasoning) if reasoning and reasoning != "none" else None
+    tool_cls = plugins.tool_parser(tools) if tools and tools != "none" else None
     policy = plugins.cache_policy_for(opts.cache_policy, loaded.model, loaded.config)
     cache_options = CacheOptions(kv_bits=opts.kv_cache_bits, kv_group_size=opts.kv_cache_group_size,
                                  sliding_window=opts.sliding_window)
@@ -107,6 +109,14 @@ def build_state(opts: ServeOptions, plugins: PluginManager | None = None) -> Ser
              name, loaded.loader, max_model_len, reasoning, tools)
     return ServerState(engine=AsyncEngine(engine), loaded=loaded, settings=settings,
                        reasoning_parser_cls=reasoning_cls, tool_parser_cls=tool_cls)
+
+
+def chat_template_text(tokenizer: Any) -> str | None:
+    """The tokenizer's chat template as text (all named templates joined, when it has several)."""
+    template = getattr(tokenizer, "chat_template", None)
+    if isinstance(template, dict):
+        return "\n".join(t for t in template.values() if isinstance(t, str))
+    return template if isinstance(template, str) else None
 
 
 def _fingerprint(loaded, policy: str, options: CacheOptions) -> str:

@@ -38,6 +38,12 @@ class ServeBenchConfig:
     ignore_eos: bool = True
     timeout: float = 600.0  # seconds; httpx connect/read/write limit per request
     warmup: bool = True
+    tools: bool = False  # send BENCH_TOOLS with every request (the server's tool parser then runs)
+
+
+BENCH_TOOLS = [{"type": "function", "function": {
+    "name": "get_weather", "description": "Current weather in a city.",
+    "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}}]
 
 
 def request_body(cfg: ServeBenchConfig, text: str, max_tokens: int) -> dict:
@@ -51,6 +57,8 @@ def request_body(cfg: ServeBenchConfig, text: str, max_tokens: int) -> dict:
     }
     if cfg.ignore_eos:
         body["ignore_eos"] = True
+    if cfg.tools:
+        body["tools"] = BENCH_TOOLS
     return body
 
 

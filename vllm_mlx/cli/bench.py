@@ -64,14 +64,16 @@ def bench() -> None:
                    "(turn off for servers that reject it).")
 @click.option("--timeout", default=600.0, show_default=True, type=click.FloatRange(min=1),
               help="Per-request connect/read timeout in seconds; a request past it counts as an error.")
+@click.option("--tools", is_flag=True,
+              help="Send a tool definition with every request, so the server's tool-call parser reads the output.")
 def serve_cmd(url, model, conc, requests, max_tokens, label, json_out, prompt_words, api_key, seed, ignore_eos,
-              timeout):
+              timeout, tools):
     """Stream /v1/chat/completions from a running server at each concurrency level."""
     from ..bench import ServeBenchConfig, serve_bench
 
     cfg = ServeBenchConfig(url=url, model=model, conc=conc, requests=requests, max_tokens=max_tokens,
                            prompt_words=prompt_words, api_key=api_key or None, label=label, seed=seed,
-                           ignore_eos=ignore_eos, timeout=timeout)
+                           ignore_eos=ignore_eos, timeout=timeout, tools=tools)
     serve_bench(cfg, _reporter(json_out))
 
 

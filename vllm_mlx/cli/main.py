@@ -52,9 +52,12 @@ def _json_object(ctx, param, value):
 @click.option("--plugin", "plugins", multiple=True, metavar="MODULE_OR_FILE",
               help="Load a plugin from a dotted module or a .py file (repeatable).")
 @click.option("--reasoning-parser", default=None,
-              help="Split reasoning from the answer (e.g. qwen3, deepseek_r1); default: the model family's.")
+              help="Split reasoning from the answer (e.g. qwen3, deepseek_r1); default: the model family's; "
+                   "'none' turns it off.")
 @click.option("--tool-call-parser", default=None,
-              help="Parse tool calls from model output (e.g. hermes, qwen3); default: the model family's.")
+              help="Parse tool calls from model output (hermes, qwen3_coder, llama3_json, mistral, deepseek_v3, "
+                   "gemma3, ...); default: detected from the chat template, else the model family's; 'none' "
+                   "passes tools to the model and returns its reply unparsed.")
 @click.option("--enable-auto-tool-choice", is_flag=True,
               help="Accepted for vLLM compatibility: tool calls are parsed whenever a tool-call parser is active.")
 @click.option("--default-chat-template-kwargs", default=None, callback=_json_object, metavar="JSON",

@@ -14,8 +14,10 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any, AsyncIterator, Callable
 
+from ..plugins.interfaces import ToolCall, ToolCallDelta, merge_tool_call_pieces
 from .detokenizer import fast_decoder
 from .engine import Engine
+from .guided import GrammarCompiler
 from .metrics import Metrics
 from .output import LogprobEntry, SequenceDelta, SequenceOutput
 from .params import SamplingParams
@@ -54,6 +56,14 @@ class AsyncEngine:
         self._sinks: dict[int, _LoopSink] = {}
         self._ids = itertools.count()
         self.in_flight = 0  # sequences submitted and not yet finished, from this front
+        self._grammar: GrammarCompiler | None = None
+
+    @property
+    def grammar(self) -> GrammarCompiler:
+        """Compiles structured-output grammars for this model's tokenizer (built on first use)."""
+        if self._grammar is None:
+            self._grammar = GrammarCompiler(self.tokenizer, self.engine.vocab_size, self.engine.eos_token_ids)
+        return self._grammar
 
     def _sink(self) -> _LoopSink:
         loop = asyncio.get_running_loop()
@@ -69,10 +79,13 @@ class AsyncEngine:
         *,
         request_id: str | None = None,
         parsers: ParserFactory | None = None,
+        stream: bool = True,
     ) -> AsyncIterator[SequenceDelta]:
         """Yield deltas of all ``params.n`` sequences as they come (each tagged
         with its ``index``); the last delta of each sequence has ``finish_reason``.
 
+        With ``stream=False`` the parsers read each sequence whole when it ends
+        (``extract_reasoning`` / ``extract_tool_calls``) instead of piece by piece.
         Closing the iterator early (client gone) aborts the unfinished sequences.
         Raises ``ParamError`` for out-of-range settings; a prompt the engine cannot
         run (empty, ids outside the vocabulary) ends with ``finish_reason="error"``.
@@ -91,7 +104,7 @@ class AsyncEngine:
                 seq_params = _copy_params(params, seed=None if params.seed is None else params.seed + i)
             reasoning, tools = parsers(i) if parsers else (None, None)
             outputs[sub_id] = SequenceOutput(i, self.tokenizer, seq_params, eos, prompt_ids, reasoning, tools,
-                                             self._decode)
+                                             self._decode, stream)
             sink.routes[sub_id] = (queue, i)
             self.engine.submit(EngineRequest(sub_id, list(prompt_ids), seq_params, sink, arrival=arrival))
             self.in_flight += 1
@@ -154,7 +167,7 @@ class SequenceResult:
     index: int
     text: str = ""
     reasoning: str = ""
-    tool_calls: list[Any] = field(default_factory=list)
+    tool_calls: list[ToolCall] = field(default_factory=list)
     token_ids: list[int] = field(default_factory=list)
     logprobs: list[LogprobEntry] | None = None
     finish_reason: str | None = None
@@ -167,12 +180,17 @@ class SequenceResult:
             self.cached_tokens = d.cached_tokens
         self.text += d.text
         self.reasoning += d.reasoning
-        self.tool_calls.extend(d.tool_calls)
+        if d.tool_calls:
+            self.tool_calls = merge_tool_call_pieces(self._calls_as_deltas() + d.tool_calls)
         self.token_ids.extend(d.token_ids)
         if d.logprobs is not None:
             self.logprobs = (self.logprobs or []) + d.logprobs
         if d.finish_reason is not None:
             self.finish_reason, self.stop_reason, self.error = d.finish_reason, d.stop_reason, d.error
+
+    def _calls_as_deltas(self) -> list[ToolCallDelta]:
+        return [ToolCallDelta(index=i, id=c.id, name=c.name, arguments=c.arguments)
+                for i, c in enumerate(self.tool_calls)]
 
 
 def _copy_params(params: SamplingParams, **changes) -> SamplingParams:

@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..plugins.interfaces import ToolCallDelta, as_deltas, new_call_id
 from .params import SamplingParams
 from .request import TokenEvent
 from .detokenizer import IncrementalDetokenizer
@@ -28,8 +29,9 @@ class SequenceDelta:
     """What one sequence produced since the last delta.
 
     ``text`` is answer content, ``reasoning`` the reasoning content (when a
-    reasoning parser runs), ``tool_calls`` completed tool calls (when a tool
-    parser runs). ``finish_reason`` is set on the last delta: "stop", "length",
+    reasoning parser runs), ``tool_calls`` pieces of tool calls (``ToolCallDelta``:
+    a call's first piece names it, later ones add to its arguments) when a tool
+    parser runs. ``finish_reason`` is set on the last delta: "stop", "length",
     "abort" or "error"; ``stop_reason`` names the stop string or token id.
     """
 
@@ -59,6 +61,7 @@ class SequenceOutput:
         reasoning_parser: Any = None,
         tool_parser: Any = None,
         decode: Any = None,
+        stream: bool = True,
     ):
         self.index = index
         self.tokenizer = tokenizer
@@ -68,6 +71,11 @@ class SequenceOutput:
         self.stops = StopStringMatcher(params.stop, params.include_stop_str_in_output)
         self.reasoning_parser = reasoning_parser
         self.tool_parser = tool_parser
+        # A whole reply (not streamed) is parsed once at the end, through the
+        # parsers' extract_reasoning / extract_tool_calls.
+        self.whole = not stream and (reasoning_parser is not None or tool_parser is not None)
+        self.held: list[str] = []
+        self.next_call_index = 0
         self.num_tokens = 0
         self.finished = False
         self.finish_reason: str | None = None
@@ -106,7 +114,14 @@ class SequenceOutput:
             self.stop_reason = matched
         elif self.finished:
             text += self.stops.flush()
-        self._parse(delta, text)
+        if self.whole:
+            self.held.append(text)
+            if self.finished:
+                self._parse_whole(delta, "".join(self.held))
+        elif self.reasoning_parser is not None or self.tool_parser is not None:
+            self._parse(delta, text)
+        else:
+            delta.text = text
         delta.num_tokens = self.num_tokens
         if self.finished:
             delta.finish_reason = self.finish_reason
@@ -115,20 +130,39 @@ class SequenceOutput:
 
     def _parse(self, delta: SequenceDelta, text: str) -> None:
         reasoning, content = "", text
-        if self.reasoning_parser is not None:
-            reasoning, content = self.reasoning_parser.feed(text)
+        rp, tp = self.reasoning_parser, self.tool_parser
+        if rp is not None:
+            rp.delta_token_ids = delta.token_ids
+            reasoning, content = rp.feed(text) if text else ("", "")
             if self.finished:
-                r2, c2 = self.reasoning_parser.finish()
+                r2, c2 = rp.finish()
                 reasoning += r2
                 content += c2
         calls: list[Any] = []
-        if self.tool_parser is not None:
-            content, calls = self.tool_parser.feed(content)
+        if tp is not None:
+            tp.delta_token_ids = delta.token_ids
+            content, pieces = tp.feed(content) if content else ("", [])
             if self.finished:
-                c2, calls2 = self.tool_parser.finish()
+                c2, p2 = tp.finish()
                 content += c2
-                calls = calls + calls2
+                pieces = pieces + p2
+            if pieces:
+                calls = as_deltas(pieces, self.next_call_index)
+                self.next_call_index = max(self.next_call_index, max(d.index for d in calls) + 1)
         delta.text, delta.reasoning, delta.tool_calls = content, reasoning, calls
+
+    def _parse_whole(self, delta: SequenceDelta, text: str) -> None:
+        reasoning, content = "", text
+        if self.reasoning_parser is not None:
+            r, c = self.reasoning_parser.extract_reasoning(text)
+            reasoning, content = r or "", c or ""
+        if self.tool_parser is not None:
+            found = self.tool_parser.extract_tool_calls(content)
+            if found.tools_called:
+                content = found.content or ""
+                delta.tool_calls = [ToolCallDelta(index=i, id=c.id or new_call_id(), name=c.name,
+                                                  arguments=c.arguments) for i, c in enumerate(found.tool_calls)]
+        delta.text, delta.reasoning = content, reasoning
 
     def _logprob_entry(self, ev: TokenEvent) -> LogprobEntry:
         decode = self.tokenizer.decode

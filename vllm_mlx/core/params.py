@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 
 @dataclass(slots=True)
@@ -11,7 +12,8 @@ class SamplingParams:
 
     ``temperature == 0`` means greedy decoding. ``logprobs`` is ``None`` when
     the caller wants no log-probabilities, else the number of top alternatives
-    to return with each token (0 returns only the chosen token's).
+    to return with each token (0 returns only the chosen token's). ``guide``,
+    when set, masks every step's logits to what its grammar accepts.
     """
 
     max_tokens: int = 256
@@ -32,6 +34,7 @@ class SamplingParams:
     logprobs: int | None = None
     include_stop_str_in_output: bool = False
     cache_salt: str | None = None  # prefix-cache blocks are shared only between requests with the same salt
+    guide: Any = None  # a compiled grammar (core.guided.Guide) that constrains the output
 
     @property
     def greedy(self) -> bool:

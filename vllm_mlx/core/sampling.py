@@ -1,7 +1,8 @@
 """Samplers and logits processors built per request for mlx-lm's BatchGenerator.
 
-The truncation steps (top-p, min-p, top-k) are mlx-lm's own. We add three things
-mlx-lm does not offer:
+The truncation steps (top-p, min-p, top-k) are mlx-lm's own. We add four things
+mlx-lm does not offer (the fourth, grammar masks for structured output, lives in
+``guided.py``):
 
 * a per-request PRNG key, so a request with ``seed`` draws the same tokens
   whether it runs alone or inside a batch (mlx-lm samples from the global key);
@@ -165,4 +166,6 @@ def _logit_bias(bias: dict[int, float] | None) -> LogitsProcessor | None:
 def make_logits_processors(params: SamplingParams, stop_ids: Iterable[int]) -> list[LogitsProcessor]:
     """Processors for one request, in the order vLLM applies them."""
     procs = [_logit_bias(params.logit_bias), _penalties(params), _min_tokens(params.min_tokens, stop_ids)]
+    if params.guide is not None:  # last: the grammar's mask has the final say (a fresh matcher per sequence)
+        procs.append(params.guide.logits_processor())
     return [p for p in procs if p is not None]

@@ -59,9 +59,9 @@ def render_chat(messages, tools=None, add_generation_prompt=True, **kwargs):
     )
 
 
-def script_texts():
+def script_texts(scripts=None):
     """Every scripted conversation rendered in full, reply included."""
-    for script in SCRIPTS:
+    for script in SCRIPTS if scripts is None else scripts:
         prompt = render_chat(
             script["messages"],
             tools=script.get("tools"),
@@ -70,8 +70,9 @@ def script_texts():
         yield prompt + script["reply"] + EOS_TOKEN
 
 
-def train_tokenizer(vocab_size=VOCAB_SIZE):
-    """Train a byte-level BPE on the scripts plus some generic English."""
+def train_tokenizer(vocab_size=VOCAB_SIZE, scripts=None):
+    """Train a byte-level BPE on the scripts (the demo's by default) plus some
+    generic English."""
     tok = Tokenizer(models.BPE())
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tok.decoder = decoders.ByteLevel()
@@ -82,7 +83,7 @@ def train_tokenizer(vocab_size=VOCAB_SIZE):
         special_tokens=[t for t, _ in CONTROL_TOKENS],
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
     )
-    corpus = list(_plain_pieces(list(script_texts()) + list(GENERIC_TEXT)))
+    corpus = list(_plain_pieces(list(script_texts(scripts)) + list(GENERIC_TEXT)))
     tok.train_from_iterator(corpus, trainer=trainer)
 
     # Re-load from JSON with the markup tokens flagged non-special.

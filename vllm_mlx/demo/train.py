@@ -64,10 +64,11 @@ def script_prompt(tokenizer, script):
     )
 
 
-def encode_scripts(tokenizer):
-    """(prompt ids, target ids) per script; target = reply + <|im_end|>."""
+def encode_scripts(tokenizer, scripts=None):
+    """(prompt ids, target ids) per script (the demo's by default); target =
+    reply + <|im_end|>."""
     examples = []
-    for script in TRAINING_SCRIPTS:
+    for script in TRAINING_SCRIPTS if scripts is None else scripts:
         prompt = script_prompt(tokenizer, script)
         text = tokenizer.apply_chat_template(
             script["messages"],
@@ -180,15 +181,16 @@ def write_model(model, config, out_dir):
     )
 
 
-def verify_model_dir(path):
+def verify_model_dir(path, scripts=None):
     """Load the folder with mlx_lm and greedy-decode every script (and
-    training variant); raise if any reply differs by a single token."""
+    training variant, or the given scripts); raise if any reply differs by a
+    single token."""
     from mlx_lm import load, stream_generate
 
     model, tokenizer = load(str(path))
     eos = tokenizer.convert_tokens_to_ids("<|im_end|>")
     failures = []
-    for script in TRAINING_SCRIPTS:
+    for script in TRAINING_SCRIPTS if scripts is None else scripts:
         prompt = script_prompt(tokenizer, script)
         target = tokenizer.encode(script["reply"], add_special_tokens=False)
         text, tokens, finish = "", [], None

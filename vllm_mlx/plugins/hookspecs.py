@@ -61,9 +61,15 @@ def register_model_loaders() -> list[ModelLoader]:
 def register_reasoning_parsers() -> list[type[ReasoningParser]]:
     """Return ``ReasoningParser`` subclasses, each with a unique ``name``.
 
-    Called at start-up. ``--reasoning-parser NAME`` selects one; the server
-    creates one instance per generated sequence and feeds it the text as it is
-    decoded. Its reasoning part becomes ``reasoning_content``.
+    Called at start-up. ``--reasoning-parser NAME`` selects one (``none`` turns
+    the family default off); the server creates one instance per generated
+    sequence. A parser implements vLLM's pair (``extract_reasoning`` for a
+    whole reply, ``extract_reasoning_streaming`` per streamed step) or
+    vllm-mlx's (``feed``/``finish``); the base class adapts either to the
+    other. Streams go through ``feed``/``finish``, non-streaming replies
+    through ``extract_reasoning``. The reasoning part is returned as
+    ``reasoning`` and ``reasoning_content``. Not used under a structured-output
+    grammar (the reply is constrained from its first token).
     """
 
 
@@ -71,9 +77,20 @@ def register_reasoning_parsers() -> list[type[ReasoningParser]]:
 def register_tool_parsers() -> list[type[ToolParser]]:
     """Return ``ToolParser`` subclasses, each with a unique ``name``.
 
-    Called at start-up. ``--tool-call-parser NAME`` selects one; it is used
-    for requests that send ``tools`` (with ``--enable-auto-tool-choice``, or
-    always for the demo model), one instance per sequence.
+    Called at start-up. ``--tool-call-parser NAME`` selects one; with none
+    named, the server picks the parser whose ``template_markers`` all occur in
+    the model's chat template (the most specific wins), else the loader's
+    default. It reads requests that send ``tools`` with ``tool_choice`` auto,
+    one instance per sequence. A parser implements vLLM's pair
+    (``extract_tool_calls`` -> ``ExtractedToolCalls``,
+    ``extract_tool_calls_streaming`` -> ``DeltaMessage`` of ``ToolCallDelta``
+    pieces) or vllm-mlx's (``feed``/``finish``, returning ``ToolCallDelta``
+    pieces or whole ``ToolCall`` objects); the base class adapts either to the
+    other. Streams go through ``feed``/``finish`` and reach the client as
+    OpenAI deltas (a call's first piece carries its index, id and name, later
+    pieces argument fragments); non-streaming replies go through
+    ``extract_tool_calls``. Markup that is no valid call should come back as
+    content. ``parsers/markup_tools.py`` holds the base the built-ins share.
     """
 
 

@@ -140,6 +140,19 @@ class PluginManager:
     def cache_policy(self, name: str) -> type:
         return self._lookup("cache_policies", name, "cache policy")
 
+    def detect_tool_parser(self, chat_template: str | None) -> str | None:
+        """The tool parser whose ``template_markers`` all occur in ``chat_template``;
+        when several match, the one with the most marker text (the most specific)."""
+        if not chat_template:
+            return None
+        best, best_score = None, 0
+        for name, (cls, _) in sorted(self._registry["tool_parsers"].items()):
+            markers = tuple(getattr(cls, "template_markers", ()) or ())
+            score = sum(len(m) for m in markers)
+            if markers and score > best_score and all(m in chat_template for m in markers):
+                best, best_score = name, score
+        return best
+
     def cache_policy_for(self, name: str, model: Any, config: dict) -> Any:
         """An instance of the policy ``name``, or for ``auto`` the highest-priority one
         that applies to this model."""

@@ -1,6 +1,7 @@
 """Gemma 3 family: text checkpoints load through mlx-lm; the multimodal
 checkpoints (``gemma3`` with a vision tower) go to the vision loader once
-mlx-vlm support lands.
+mlx-vlm support lands. Tool calls are Python calls in a ``tool_code`` block
+(``parsers/gemma_tool_code.py``).
 
 The ``gemma3`` cache policy: five of every six Gemma 3 layers attend only to a
 sliding window (512 tokens in the released models) and by default keep a
@@ -22,6 +23,7 @@ from mlx_lm.models.cache import KVCache, RotatingKVCache
 from ..hookspecs import hookimpl
 from ..interfaces import CacheOptions, CachePolicy, LoadedModel, ModelLoader
 from .cache_policies import quantize_full_layers
+from ..parsers.gemma_tool_code import GemmaToolCodeParser
 from .mlx_lm_loader import load_with_mlx_lm, mlx_lm_supports
 
 
@@ -69,3 +71,8 @@ def register_model_loaders():
 @hookimpl
 def register_cache_policies():
     return [Gemma3CachePolicy]
+
+
+@hookimpl
+def register_tool_parsers():
+    return [GemmaToolCodeParser]

@@ -1,4 +1,5 @@
-"""Qwen3 (and Qwen2.5) family: `<think>` reasoning and Hermes-style JSON tool calls."""
+"""Qwen3 (and Qwen2.5) family: `<think>` reasoning, Hermes-style JSON tool calls and
+Qwen3-Coder's XML tool calls."""
 
 from __future__ import annotations
 
@@ -7,7 +8,8 @@ from typing import Any
 
 from ..hookspecs import hookimpl
 from ..interfaces import LoadedModel, ModelLoader
-from ..parsers.json_tool_tags import JsonToolTagParser
+from ..parsers.hermes import HermesToolParser
+from ..parsers.qwen3_xml import Qwen3XmlToolParser
 from ..parsers.think_tags import ThinkTagReasoningParser
 from .mlx_lm_loader import load_with_mlx_lm, mlx_lm_supports
 
@@ -18,12 +20,9 @@ class Qwen3ReasoningParser(ThinkTagReasoningParser):
     name = "qwen3"
 
 
-class HermesToolParser(JsonToolTagParser):
-    name = "hermes"
-
-
-class Qwen3ToolParser(JsonToolTagParser):
+class Qwen3ToolParser(HermesToolParser):
     name = "qwen3"
+    template_markers = ()  # the same format as hermes; auto-detection names that one
 
 
 class Qwen3Loader(ModelLoader):
@@ -56,4 +55,4 @@ def register_reasoning_parsers():
 
 @hookimpl
 def register_tool_parsers():
-    return [HermesToolParser, Qwen3ToolParser]
+    return [HermesToolParser, Qwen3ToolParser, Qwen3XmlToolParser]

@@ -19,7 +19,8 @@ class ThinkTagReasoningParser(ReasoningParser):
     If the prompt already ends inside an open reasoning block (the chat
     template emitted the start tag), or ``implicit_start`` is set and the
     output does not begin with the tag, output starts in reasoning and only the
-    end tag switches to content. An unfinished block stays reasoning.
+    end tag switches to content. An unfinished block stays reasoning. If the
+    prompt ends just after a closed block (thinking turned off), it is all content.
     """
 
     name = "think_tags"
@@ -31,13 +32,22 @@ class ThinkTagReasoningParser(ReasoningParser):
         super().__init__(tokenizer, prompt_ids, **options)
         self.state = "begin"
         self.buf = ""
-        if prompt_ids and self._prompt_opens_block(prompt_ids):
+        prompt_block = self._prompt_block(prompt_ids) if prompt_ids else None
+        if prompt_block == "open":
             self.state = "reasoning_begin"
+        elif prompt_block == "closed":  # e.g. enable_thinking=false: the template wrote an empty block
+            self.state = "after_reasoning"
 
-    def _prompt_opens_block(self, prompt_ids: list[int]) -> bool:
-        tail = self.tokenizer.decode(prompt_ids[-8:])
+    def _prompt_block(self, prompt_ids: list[int]) -> str | None:
+        """"open" if the prompt ends inside a reasoning block, "closed" if it ends
+        right after one (nothing but whitespace since), else None."""
+        tail = self.tokenizer.decode(prompt_ids[-32:])
         open_at, close_at = tail.rfind(self.start), tail.rfind(self.end)
-        return open_at != -1 and open_at > close_at
+        if open_at != -1 and open_at > close_at:
+            return "open"
+        if close_at != -1 and not tail[close_at + len(self.end):].strip():
+            return "closed"
+        return None
 
     def feed(self, text: str) -> tuple[str, str]:
         self.buf += text

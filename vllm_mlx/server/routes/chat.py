@@ -19,6 +19,7 @@ from ..schemas.chat import (
 )
 from ..schemas.common import Usage
 from ..state import ServerState
+from ..structured import OutputPlan, compile_plan, forced_tool_parser, plan_output
 from ..streaming import DONE, SSE_HEADERS, sse, sse_error
 from .common import check_capacity, check_model, decode_body, engine_error, new_id, now, server_state, unless_disconnected
 
@@ -32,19 +33,18 @@ async def chat_completions(request: Request) -> Any:
     prompt_ids = render_chat(engine.tokenizer, req, state.settings.default_chat_template_kwargs)
     requested = req.max_completion_tokens if req.max_completion_tokens is not None else req.max_tokens
     max_tokens = resolve_max_tokens(requested, len(prompt_ids), state.settings.max_model_len, default=None)
-    if req.response_format and req.response_format.get("type", "text") != "text":
-        raise bad_request("response_format json_object / json_schema (structured output) is not supported yet",
-                          param="response_format")
+    plan = plan_output(req)
     if req.top_logprobs is not None and not req.logprobs:
         raise bad_request("top_logprobs requires logprobs to be true", param="top_logprobs")
     logprobs = (req.top_logprobs or 0) if req.logprobs else None
     params = to_sampling_params(req, max_tokens=max_tokens, logprobs=logprobs,
                                 vocab_size=engine.engine.vocab_size, defaults=state.settings.sampling_defaults)
-    parsers = make_parsers(state, req, prompt_ids)
+    parsers = make_parsers(state, req, prompt_ids, plan)
     check_capacity(state, params.n)
+    params.guide = await compile_plan(engine.grammar, plan)
     rid = new_id("chatcmpl")
     model = req.model or state.settings.served_model_name
-    gen = engine.generate(prompt_ids, params, request_id=rid, parsers=parsers)
+    gen = engine.generate(prompt_ids, params, request_id=rid, parsers=parsers, stream=req.stream)
     if req.stream:
         include_usage = bool(req.stream_options and req.stream_options.include_usage)
         return Stream(stream_chat(gen, rid, model, params, len(prompt_ids), include_usage),
@@ -52,13 +52,14 @@ async def chat_completions(request: Request) -> Any:
     return await unless_disconnected(request, complete_chat(gen, rid, model, params, len(prompt_ids)))
 
 
-def make_parsers(state: ServerState, req: ChatCompletionRequest, prompt_ids: list[int]):
-    reasoning_cls = state.reasoning_parser_cls
-    tool_cls = None
-    if req.tools and req.tool_choice != "none":
-        if isinstance(req.tool_choice, dict) or req.tool_choice == "required":
-            raise bad_request("tool_choice 'required' or a named function is not supported yet; use 'auto'",
-                              param="tool_choice")
+def make_parsers(state: ServerState, req: ChatCompletionRequest, prompt_ids: list[int], plan: OutputPlan):
+    # Under a grammar the reply is constrained from its first token: there is no reasoning block to split.
+    reasoning_cls = state.reasoning_parser_cls if plan.schema is None else None
+    tool_cls, tool_options = None, {}
+    forced = forced_tool_parser(plan)
+    if forced is not None:
+        tool_cls, tool_options = forced
+    elif plan.tool_mode == "auto" and state.settings.tool_call_parser != "none":
         if state.tool_parser_cls is None:
             raise bad_request("This server parses no tool calls: start it with --tool-call-parser NAME "
                               "(see `vllm-mlx plugins`)", param="tools")
@@ -69,8 +70,8 @@ def make_parsers(state: ServerState, req: ChatCompletionRequest, prompt_ids: lis
     tools = req.tools if tool_cls else None
 
     def factory(_index: int):
-        return (reasoning_cls(tokenizer, prompt_ids) if reasoning_cls else None,
-                tool_cls(tokenizer, tools) if tool_cls else None)
+        return (reasoning_cls(tokenizer, prompt_ids, request=req) if reasoning_cls else None,
+                tool_cls(tokenizer, tools, request=req, **tool_options) if tool_cls else None)
 
     return factory
 
@@ -81,9 +82,15 @@ def _finish_reason(reason: str | None, has_calls: bool) -> str | None:
     return reason
 
 
-def _tool_calls(calls, start: int = 0) -> list[ToolCallOut]:
-    return [ToolCallOut(index=start + i, id=c.id, type="function",
-                        function=FunctionCallOut(name=c.name, arguments=c.arguments)) for i, c in enumerate(calls)]
+def _tool_calls(calls) -> list[ToolCallOut]:
+    return [ToolCallOut(index=i, id=c.id, type="function", function=FunctionCallOut(name=c.name, arguments=c.arguments))
+            for i, c in enumerate(calls)]
+
+
+def _tool_call_deltas(deltas) -> list[ToolCallOut]:
+    """Streamed pieces: a call's first piece carries id, type and name; later ones only arguments."""
+    return [ToolCallOut(index=d.index, id=d.id, type="function" if d.name is not None else None,
+                        function=FunctionCallOut(name=d.name, arguments=d.arguments)) for d in deltas]
 
 
 def _logprobs(entries: list[LogprobEntry] | None) -> ChoiceLogprobs | None:
@@ -151,7 +158,7 @@ async def stream_chat(gen: AsyncIterator[SequenceDelta], rid: str, model: str, p
             if d.reasoning:
                 delta.reasoning = delta.reasoning_content = d.reasoning
             if d.tool_calls:
-                delta.tool_calls = _tool_calls(d.tool_calls, calls_seen[d.index])
+                delta.tool_calls = _tool_call_deltas(d.tool_calls)
                 calls_seen[d.index] += len(d.tool_calls)
             logprobs = _logprobs(d.logprobs)
             if d.finish_reason is None and delta == Delta() and logprobs is None:

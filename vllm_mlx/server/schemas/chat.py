@@ -49,15 +49,18 @@ class ChatCompletionRequest(SamplingFields, kw_only=True):
 # -- responses ---------------------------------------------------------------
 
 
-class FunctionCallOut(msgspec.Struct, kw_only=True):
+class FunctionCallOut(msgspec.Struct, kw_only=True, omit_defaults=True):
     name: str | None = None
     arguments: str | None = None
 
 
 class ToolCallOut(msgspec.Struct, kw_only=True, omit_defaults=True):
+    """A tool call; in a stream, a piece of one: the first piece carries ``id``,
+    ``type`` and ``function.name``, later pieces only ``index`` and arguments."""
+
     index: int | None = None
     id: str | None = None
-    type: str  # always "function"; required so omit_defaults never drops it
+    type: str | None = None  # "function" (set on whole calls and first pieces)
     function: FunctionCallOut
 
 
