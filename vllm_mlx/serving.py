@@ -12,13 +12,17 @@ from .plugins.interfaces import CacheOptions
 from .model_source import load_model, sampling_defaults
 from .plugins import PluginError, PluginManager
 from .server import ServerSettings, ServerState, create_app
+from .server.state import ServedModel
 
 log = logging.getLogger("vllm_mlx")
 
 
 @dataclass
 class ServeOptions:
-    model: str | None = None
+    model: str | None = None  # one model (the CLI passes ``models``)
+    models: list[str] = field(default_factory=list)  # several: an LLM and speech models, in CLI order
+    served_model_names: list[str] = field(default_factory=list)  # the same order as ``models``
+    max_audio_bytes: int = 25 * 1024 * 1024
     host: str = "127.0.0.1"
     port: int = 8000
     api_key: str | None = None
@@ -46,10 +50,60 @@ class ServeOptions:
     log_level: str = "info"
 
 
+SERVED_KINDS = ("llm", "stt", "tts")
+
+
 def build_state(opts: ServeOptions, plugins: PluginManager | None = None) -> ServerState:
-    """Load plugins and the model, start the engine; returns what ``create_app`` needs."""
+    """Load plugins and every model, start their engines; returns what ``create_app`` needs."""
     plugins = plugins or PluginManager(extra=opts.plugins)
-    loaded = load_model(opts.model, plugins, kinds=("llm",))
+    specs = list(opts.models) or [opts.model]
+    names = list(opts.served_model_names) or ([opts.served_model_name] if opts.served_model_name else [])
+    if len(names) > len(specs):
+        raise PluginError(f"{len(names)} --served-model-name for {len(specs)} models: give at most one per model")
+    llm_state: ServerState | None = None
+    served: list[ServedModel] = []
+    try:
+        for i, spec in enumerate(specs):
+            loaded = load_model(spec, plugins, kinds=SERVED_KINDS)
+            name = names[i] if i < len(names) else None
+            if loaded.kind == "llm":
+                if llm_state is not None:
+                    raise PluginError("one server serves one LLM for now; serve the others separately")
+                llm_state = _build_llm(opts, plugins, loaded, spec, name)
+                served.append(llm_state.models[0])
+            else:
+                served.append(_build_speech(loaded, spec, name))
+            if [m.name for m in served].count(served[-1].name) > 1:
+                raise PluginError(f"two models are served as {served[-1].name!r}: name them with "
+                                  "--served-model-name")
+    except BaseException:
+        for m in served:  # stop the engines already started
+            if m.kind == "llm":
+                m.runner.engine.shutdown()
+            else:
+                m.runner.shutdown()
+        raise
+    if llm_state is None:
+        settings = ServerSettings(served_model_name=served[0].name, api_key=opts.api_key,
+                                  allowed_origins=tuple(opts.allowed_origins))
+        llm_state = ServerState(engine=None, loaded=None, settings=settings)
+    llm_state.models = served
+    llm_state.settings.max_audio_bytes = opts.max_audio_bytes
+    return llm_state
+
+
+def _build_speech(loaded, spec: str | None, name: str | None) -> ServedModel:
+    from .speech.engine import SpeechEngine
+
+    name = name or spec or str(loaded.path)
+    log.info("model %s (%s loader, %s)", name, loaded.loader, loaded.kind)
+    aliases = tuple(a for a in {spec, str(loaded.path)} if a and a != name)
+    return ServedModel(name=name, kind=loaded.kind, loaded=loaded, runner=SpeechEngine(name).start(),
+                       aliases=aliases)
+
+
+def _build_llm(opts: ServeOptions, plugins: PluginManager, loaded, spec: str | None,
+               served_name: str | None) -> ServerState:
     reasoning = opts.reasoning_parser or loaded.default_reasoning_parser
     tools = opts.tool_call_parser or plugins.detect_tool_parser(chat_template_text(loaded.tokenizer)) \
         or loaded.default_tool_parser
@@ -86,8 +140,7 @@ def build_state(opts: ServeOptions, plugins: PluginManager | None = None) -> Ser
         log.warning("the KV cache holds %d tokens, less than the context of %d: limiting the context to it "
                     "(raise --kv-cache-memory for more)", engine.kv.capacity_tokens, max_model_len)
         max_model_len = engine.kv.capacity_tokens
-    name = opts.served_model_name or (
-        "vllm-mlx-demo" if loaded.is_demo and opts.model is None else (opts.model or str(loaded.path)))
+    name = served_name or ("vllm-mlx-demo" if loaded.is_demo and spec is None else (spec or str(loaded.path)))
     settings = ServerSettings(
         served_model_name=name,
         api_key=opts.api_key,
@@ -99,7 +152,7 @@ def build_state(opts: ServeOptions, plugins: PluginManager | None = None) -> Ser
         max_queue=opts.max_queue,
         allowed_origins=tuple(opts.allowed_origins),
         default_chat_template_kwargs=dict(opts.default_chat_template_kwargs),
-        aliases=tuple(a for a in {opts.model, str(loaded.path)} if a and a != name),
+        aliases=tuple(a for a in {spec, str(loaded.path)} if a and a != name),
         sampling_defaults=sampling_defaults(loaded.path),
     )
     if loaded.is_demo:

@@ -13,6 +13,7 @@ from .routes.chat import chat_completions
 from .routes.common import MAX_BODY
 from .routes.completions import completions
 from .routes.health import health, metrics
+from .routes.transcriptions import transcriptions, translations
 from .routes.models import get_model, list_models
 from .state import ServerState
 
@@ -22,10 +23,15 @@ def create_app(state: ServerState) -> Litestar:
     middleware = [api_key_middleware(state.settings.api_key)] if state.settings.api_key else []
 
     def on_shutdown() -> None:
-        state.engine.engine.shutdown()
+        for model in state.models:
+            if model.runner is state.engine:
+                state.engine.engine.shutdown()
+            else:
+                model.runner.shutdown()
 
     app = Litestar(
-        route_handlers=[chat_completions, completions, list_models, get_model, health, metrics],
+        route_handlers=[chat_completions, completions, list_models, get_model, health, metrics, transcriptions,
+                        translations],
         exception_handlers=EXCEPTION_HANDLERS,
         middleware=middleware,
         cors_config=CORSConfig(allow_origins=list(state.settings.allowed_origins))

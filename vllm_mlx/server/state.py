@@ -1,4 +1,5 @@
-"""What the routes share: the engine front, the model, names and settings."""
+"""What the routes share: the served models (a registry by name and kind), the LLM's
+engine front, names and settings."""
 
 from __future__ import annotations
 
@@ -23,17 +24,70 @@ class ServerSettings:
     default_chat_template_kwargs: dict[str, Any] = field(default_factory=dict)
     aliases: tuple[str, ...] = ()
     sampling_defaults: dict[str, Any] = field(default_factory=dict)  # from generation_config.json
+    max_audio_bytes: int = 25 * 1024 * 1024  # largest audio upload (413 beyond)
+
+
+@dataclass
+class ServedModel:
+    """One model this server serves. ``runner`` is what runs it for its kind: the
+    ``AsyncEngine`` of an LLM, the ``SpeechEngine`` of an stt/tts model; a new kind
+    (embeddings, ...) registers its own runner and routes look it up by kind.
+    ``runner`` must offer ``shutdown()`` and ``health() -> dict``."""
+
+    name: str
+    kind: str
+    loaded: LoadedModel
+    runner: Any
+    aliases: tuple[str, ...] = ()
+
+    def answers_to(self, name: str) -> bool:
+        return name == self.name or name in self.aliases
+
+
+class WrongKind(LookupError):
+    """The named model exists but is of another kind than the route serves."""
+
+    def __init__(self, model: ServedModel, wanted: tuple[str, ...]):
+        super().__init__(f"The model `{model.name}` is a {model.kind} model; this endpoint needs a "
+                         f"{' or '.join(wanted)} model")
+        self.model = model
 
 
 @dataclass
 class ServerState:
-    engine: AsyncEngine
-    loaded: LoadedModel
+    engine: AsyncEngine | None  # the LLM's engine front (None when no LLM is served)
+    loaded: LoadedModel | None
     settings: ServerSettings
     reasoning_parser_cls: type | None = None
     tool_parser_cls: type | None = None
     started_at: float = 0.0
+    models: list[ServedModel] = field(default_factory=list)  # in CLI order; the first is "default"
+
+    def __post_init__(self) -> None:
+        if not self.models and self.engine is not None:  # one LLM, built the single-model way
+            self.models = [ServedModel(self.settings.served_model_name, self.loaded.kind if self.loaded else "llm",
+                                       self.loaded, self.engine, self.settings.aliases)]
+
+    def find(self, name: str | None) -> ServedModel | None:
+        """The model a request names (None or "default": the first served)."""
+        if name is None or name == "default":
+            return self.models[0] if self.models else None
+        return next((m for m in self.models if m.answers_to(name)), None)
+
+    def model_for(self, name: str | None, kinds: tuple[str, ...]) -> ServedModel | None:
+        """The named model if it is of one of ``kinds``; None if no model has that name;
+        ``WrongKind`` if it has another kind. With no name, the first model of the kinds
+        ("default" is the first model of all)."""
+        if name is None:
+            return next((m for m in self.models if m.kind in kinds), None)
+        found = self.find(name)
+        if found is not None and found.kind not in kinds:
+            raise WrongKind(found, kinds)
+        return found
 
     def accepts_model(self, name: str | None) -> bool:
-        return name is None or name == "default" or name == self.settings.served_model_name \
-            or name in self.settings.aliases
+        found = self.find(name)
+        return found is not None and found.kind in ("llm", "mllm")
+
+    def names(self) -> str:
+        return ", ".join(f"`{m.name}` ({m.kind})" for m in self.models)

@@ -9,19 +9,25 @@ from litestar import Request, Response, get
 
 from ..errors import APIError
 from ..schemas.common import ModelCard, ModelList
+from ..state import ServedModel
 from .common import server_state
 
 
 def _cards(request: Request) -> list[ModelCard]:
     state = server_state(request)
-    s = state.settings
-    description = "vllm-mlx demo model: a tiny network trained on a few scripted conversations, " \
-                  "not a real assistant" if state.loaded.is_demo else None
     created = int(state.started_at)
-    return [ModelCard(id=s.served_model_name, created=created, root=str(state.loaded.path or ""),
-                      display_name=s.served_model_name,
-                      created_at=datetime.fromtimestamp(created, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
-                      max_model_len=s.max_model_len, description=description)]
+    return [_card(state, m, created) for m in state.models]
+
+
+def _card(state, m: ServedModel, created: int) -> ModelCard:
+    demo = m.loaded is not None and m.loaded.is_demo
+    description = "vllm-mlx demo model: a tiny network trained on a few scripted conversations, " \
+                  "not a real assistant" if demo else None
+    return ModelCard(id=m.name, created=created, root=str(m.loaded.path or "") if m.loaded else None,
+                     display_name=m.name, kind=m.kind,
+                     created_at=datetime.fromtimestamp(created, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+                     max_model_len=state.settings.max_model_len if m.runner is state.engine else None,
+                     description=description)
 
 
 @get("/v1/models")
@@ -35,6 +41,8 @@ async def list_models(request: Request) -> Response:
 async def get_model(request: Request, model_id: str) -> Response:
     state = server_state(request)
     # the path converter keeps the leading "/"; an absolute-path alias needs it
-    if state.accepts_model(model_id) or state.accepts_model(model_id[1:]):
-        return Response(content=msgspec.json.encode(_cards(request)[0]), media_type="application/json")
+    found = state.find(model_id) or state.find(model_id[1:])
+    if found is not None:
+        card = _card(state, found, int(state.started_at))
+        return Response(content=msgspec.json.encode(card), media_type="application/json")
     raise APIError(404, f"The model `{model_id}` does not exist.", param="model", code="model_not_found")
