@@ -4,39 +4,16 @@ formats, durations, timestamps and routing, not words."""
 
 from __future__ import annotations
 
-import io
 import json
 import re
 
 import httpx
 import numpy as np
 import pytest
-from openai import BadRequestError, NotFoundError, OpenAI
+from openai import BadRequestError, NotFoundError
 
-from speech_factory import build_whisper, tone_wav
-from server_process import ServerProcess
-
-MAX_AUDIO = 3_000_000
-
-
-@pytest.fixture(scope="session")
-def whisper_dir(tmp_path_factory):
-    return build_whisper(tmp_path_factory.mktemp("models") / "whisper-random")
-
-
-@pytest.fixture(scope="session")
-def multi_server(random_model_dir, whisper_dir, tmp_path_factory):
-    log = tmp_path_factory.mktemp("logs") / "multi.log"
-    srv = ServerProcess([str(whisper_dir), str(random_model_dir), "--served-model-name", "whisper",
-                         "--served-model-name", "llm", "--max-audio-bytes", str(MAX_AUDIO),
-                         "--max-model-len", "256"], log_path=log).wait_ready()
-    yield srv
-    srv.stop()
-
-
-@pytest.fixture(scope="session")
-def mc(multi_server):
-    return OpenAI(base_url=multi_server.url + "/v1", api_key="unused", max_retries=0, timeout=120)
+from conftest import MAX_AUDIO
+from speech_factory import tone_wav
 
 
 @pytest.fixture(scope="session")
@@ -46,13 +23,13 @@ def tone65():
 
 def test_models_and_health_list_every_model(multi_server, mc):
     ids = [m.id for m in mc.models.list().data]
-    assert ids == ["whisper", "llm"]
+    assert ids == ["whisper", "llm", "kokoro"]
     kinds = {m["id"]: m["kind"] for m in httpx.get(multi_server.url + "/v1/models").json()["data"]}
-    assert kinds == {"whisper": "stt", "llm": "llm"}
+    assert kinds == {"whisper": "stt", "llm": "llm", "kokoro": "tts"}
     health = httpx.get(multi_server.url + "/health").json()
     assert health["status"] == "ok" and health["model"] == "whisper" and health["kind"] == "stt"
     assert [(m["name"], m["kind"], m["state"]) for m in health["models"]] == [
-        ("whisper", "stt", "running"), ("llm", "llm", "running")]
+        ("whisper", "stt", "running"), ("llm", "llm", "running"), ("kokoro", "tts", "running")]
     assert mc.models.retrieve("default").id == "whisper"
 
 

@@ -13,6 +13,7 @@ from .routes.chat import chat_completions
 from .routes.common import MAX_BODY
 from .routes.completions import completions
 from .routes.health import health, metrics
+from .routes.speech import speech, voices
 from .routes.transcriptions import transcriptions, translations
 from .routes.models import get_model, list_models
 from .state import ServerState
@@ -31,7 +32,7 @@ def create_app(state: ServerState) -> Litestar:
 
     app = Litestar(
         route_handlers=[chat_completions, completions, list_models, get_model, health, metrics, transcriptions,
-                        translations],
+                        translations, speech, voices],
         exception_handlers=EXCEPTION_HANDLERS,
         middleware=middleware,
         cors_config=CORSConfig(allow_origins=list(state.settings.allowed_origins))
