@@ -43,9 +43,9 @@ def build_embedding_model(out: Path, *, hidden: int = 64, max_len: int = 2048) -
     return out
 
 
-def reference_embedding(folder: Path, ids: list[int]) -> list[float]:
-    """Last-token pooling computed here, independently of the server: the whole input
-    in one pass through mlx-lm's qwen3 body, then L2-normalized."""
+def reference_embedding(folder: Path, ids: list[int], pooling: str = "last") -> list[float]:
+    """Pooling computed here, independently of the server: the whole input in one
+    pass through mlx-lm's qwen3 body, pooled, then L2-normalized."""
     import mlx.core as mx
     from mlx_lm.utils import _get_classes
 
@@ -54,5 +54,6 @@ def reference_embedding(folder: Path, ids: list[int]) -> list[float]:
     model = model_cls(args_cls.from_dict(config))
     model.load_weights([(f"model.{k}", v) for k, v in mx.load(str(folder / "model.safetensors")).items()],
                        strict=False)
-    h = model.model(mx.array([ids]))[0, -1].astype(mx.float32)
+    hidden = model.model(mx.array([ids]))[0].astype(mx.float32)
+    h = {"last": hidden[-1], "cls": hidden[0], "mean": hidden.mean(axis=0)}[pooling]
     return (h / mx.linalg.norm(h)).tolist()

@@ -78,7 +78,8 @@ class EmbeddingEngine:
         self.state = "stopped"
 
     def submit(self, job: EmbedJob) -> None:
-        if self.state != "running":
+        """Queue a job; jobs queued before ``start`` run together in the first batch."""
+        if self.state == "stopped":
             job.deliver(None, f"the embedding engine is {self.state}")
             return
         self.num_waiting += len(job.inputs)
