@@ -108,6 +108,16 @@ def test_concurrent_requests_equal_single_ones(embed, embed_server):
         assert close(r.data[0].embedding, singles[text])
 
 
+def test_a_large_request(embed):
+    """Over 50,000 characters: tokenized on a worker thread, many inputs, same vectors."""
+    texts = [(TEXTS[i % 5] + f" #{i} ") * 4 for i in range(400)]
+    assert sum(map(len, texts)) > 50_000
+    r = embed.embeddings.create(model="default", input=texts)
+    assert len(r.data) == 400
+    for i in (0, 7, 399):
+        assert close(r.data[i].embedding, embed.embeddings.create(model="default", input=texts[i]).data[0].embedding)
+
+
 def test_token_id_inputs(embed, embed_server):
     ids = [tokenize(embed_server, t)["tokens"] for t in TEXTS[:3]]
     by_text = embed.embeddings.create(model="default", input=TEXTS[:3]).data

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import array
+import asyncio
 import base64
+from typing import Any, Callable, TypeVar
 
 import msgspec
 from litestar import Request, Response, post
@@ -17,6 +19,8 @@ from .common import (
 )
 
 MAX_INPUTS = 2048  # OpenAI's limit per request
+OFF_LOOP_SIZE = 50_000  # characters to tokenize, or floats to write, beyond which a worker thread does it
+T = TypeVar("T")
 
 
 @post("/v1/embeddings", status_code=200)
@@ -28,21 +32,36 @@ async def embeddings(request: Request) -> Response:
         raise bad_request(f"The model `{state.settings.served_model_name}` is a {state.loaded.kind} model and "
                           "makes no embeddings. Serve an embedding model (sentence-transformers metadata), or "
                           "this one with --runner pooling.", param="model", code="model_not_supported")
-    inputs = _token_inputs(state, req)
+    # tokenizing thousands of strings, or writing millions of floats as JSON, takes long
+    # enough to stall other requests: big requests do that work on a worker thread
+    text_size = len(req.input) if isinstance(req.input, str) else sum(len(x) for x in req.input if isinstance(x, str))
+    inputs = await _maybe_off_loop(text_size, _token_inputs, state, req)
     dimensions = _dimensions(state, req.dimensions)
     check_capacity(state, 1)
     try:
         vectors = await unless_disconnected(request, state.engine.embed(inputs, dimensions))
     except EmbeddingError as exc:
         raise APIError(500, str(exc), type="server_error", code="engine_error") from None
-    if req.encoding_format == "base64":
+    model = req.model or state.settings.served_model_name
+    body = await _maybe_off_loop(sum(len(v) for v in vectors) // 4, _render, req.encoding_format, vectors, inputs,
+                                 model)
+    return Response(content=body, media_type="application/json")
+
+
+async def _maybe_off_loop(size: int, fn: Callable[..., T], *args: Any) -> T:
+    if size > OFF_LOOP_SIZE:
+        return await asyncio.to_thread(fn, *args)
+    return fn(*args)
+
+
+def _render(encoding: str, vectors: list[bytes], inputs: list[list[int]], model: str) -> bytes:
+    if encoding == "base64":
         data = [EmbeddingData(index=i, embedding=base64.b64encode(raw).decode()) for i, raw in enumerate(vectors)]
     else:
         data = [EmbeddingData(index=i, embedding=array.array("f", raw).tolist()) for i, raw in enumerate(vectors)]
     tokens = sum(len(ids) for ids in inputs)
-    body = EmbeddingResponse(id=new_id("embd"), created=now(), model=req.model or state.settings.served_model_name,
-                             data=data, usage=EmbeddingUsage(prompt_tokens=tokens, total_tokens=tokens))
-    return Response(content=msgspec.json.encode(body), media_type="application/json")
+    return msgspec.json.encode(EmbeddingResponse(id=new_id("embd"), created=now(), model=model, data=data,
+                                                 usage=EmbeddingUsage(prompt_tokens=tokens, total_tokens=tokens)))
 
 
 def _token_inputs(state: ServerState, req: EmbeddingRequest) -> list[list[int]]:
