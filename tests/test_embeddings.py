@@ -16,7 +16,10 @@ import openai
 import pytest
 
 from embedding_factory import build_embedding_model, reference_embedding
+from hypothesis import given
+from hypothesis import strategies as st
 from server_process import ServerProcess
+from test_fuzz import SETTINGS, check, json_values
 from vllm_mlx.model_source import ModelSourceError, load_model
 from vllm_mlx.plugins import PluginManager
 from vllm_mlx.plugins.builtin.embeddings import POOLING_KEYS
@@ -170,6 +173,30 @@ def test_too_long_is_400_unless_truncated(embed, embed_server):
 def test_bad_input_is_a_clear_4xx(embed_server, body):
     r = httpx.post(embed_server.url + "/v1/embeddings", json=body)
     assert r.status_code in (400, 404) and set(r.json()["error"]) == {"message", "type", "param", "code"}
+
+
+embedding_bodies = st.fixed_dictionaries({"input": st.one_of(
+    st.text(max_size=100), st.lists(st.text(max_size=30), max_size=4), st.lists(st.integers(-5, 10**6), max_size=8),
+    st.lists(st.lists(st.integers(-5, 2000), max_size=5), max_size=3), json_values)}, optional={
+    "encoding_format": st.one_of(st.sampled_from(["float", "base64"]), json_values),
+    "dimensions": st.one_of(st.integers(-5, 100), json_values),
+    "truncate_prompt_tokens": st.one_of(st.integers(-3, 300), json_values),
+    "add_special_tokens": st.one_of(st.booleans(), json_values),
+    "model": st.sampled_from(["default", "random-embed", "nope"]),
+    "user": json_values,
+})
+
+
+@SETTINGS
+@given(body=embedding_bodies)
+def test_embeddings_never_5xx(embed_server, body):
+    check(embed_server, "/v1/embeddings", body)
+
+
+def test_huge_and_odd_inputs_never_5xx(embed_server):
+    for body in [{"input": "lorem ipsum " * 100_000}, {"input": ["\u0000\ud7ff 日本語 🎉" * 20] * 3},
+                 {"input": "x", "dimensions": 10**30}, {"input": [[1] * 300]}]:
+        check(embed_server, "/v1/embeddings", body)
 
 
 def test_models_and_generation_routes(embed, embed_server):

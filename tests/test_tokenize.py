@@ -5,6 +5,10 @@ from __future__ import annotations
 
 import httpx
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from test_fuzz import SETTINGS, check, content, json_values, roles
 
 MSG = [{"role": "system", "content": "be brief"}, {"role": "user", "content": "the quick brown fox"}]
 
@@ -49,3 +53,28 @@ def test_bad_requests(server, path, body, status):
 
 def test_empty_detokenize(server):
     assert post(server, "/detokenize", {"tokens": []}).json() == {"prompt": ""}
+
+
+tokenize_bodies = st.fixed_dictionaries({}, optional={
+    "prompt": st.one_of(st.text(max_size=200), json_values),
+    "messages": st.lists(st.fixed_dictionaries({"role": roles, "content": content}), max_size=3) | json_values,
+    "add_special_tokens": st.one_of(st.booleans(), json_values),
+    "add_generation_prompt": st.booleans(),
+    "continue_final_message": st.booleans(),
+    "return_token_strs": st.one_of(st.booleans(), json_values),
+    "chat_template_kwargs": json_values,
+    "tools": json_values,
+    "model": st.sampled_from(["default", "random-llama", "nope"]),
+})
+
+
+@SETTINGS
+@given(body=tokenize_bodies)
+def test_tokenize_never_5xx(server, body):
+    check(server, "/tokenize", body)
+
+
+@SETTINGS
+@given(body=st.fixed_dictionaries({"tokens": st.one_of(st.lists(st.integers(-5, 10**6), max_size=20), json_values)}))
+def test_detokenize_never_5xx(server, body):
+    check(server, "/detokenize", body)

@@ -194,9 +194,11 @@ def _finish(vectors: mx.array, dimensions: list[int | None]) -> list[bytes]:
 
 
 def _vocab_size(model: Any, tokenizer: Any) -> int:
-    size = getattr(getattr(getattr(model, "model", None), "args", None), "vocab_size", None)
-    if isinstance(size, int) and size > 0:
-        return size
+    """The number of token ids the model takes (0: unknown)."""
+    for size in (getattr(model, "vocab_size", None),
+                 getattr(getattr(getattr(model, "model", None), "args", None), "vocab_size", None)):
+        if isinstance(size, int) and size > 0:
+            return size
     return len(tokenizer) if tokenizer is not None else 0
 
 

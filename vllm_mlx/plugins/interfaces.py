@@ -77,6 +77,7 @@ class EmbeddingModel:
     # May a request ask for fewer ``dimensions`` (Matryoshka training)? True: any
     # size up to ``dimensions``; a list: only those sizes; False: none.
     matryoshka: bool | list[int] = False
+    vocab_size: int = 0  # token ids it takes; 0: the tokenizer's size
 
     def embed(self, batch: list[list[int]]) -> Any:
         """An ``mx.array`` of shape ``(len(batch), dimensions)``."""

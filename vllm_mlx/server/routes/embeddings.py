@@ -86,6 +86,8 @@ def _token_inputs(state: ServerState, req: EmbeddingRequest) -> list[list[int]]:
     out = []
     for i, item in enumerate(items):
         if isinstance(item, str):
+            if tokenizer is None:
+                raise bad_request("This model has no tokenizer: send token ids as input", param="input")
             if not item:
                 raise bad_request(f"input[{i}] is an empty string", param="input")
             ids = list(tokenizer.encode(item, add_special_tokens=req.add_special_tokens))
@@ -94,7 +96,7 @@ def _token_inputs(state: ServerState, req: EmbeddingRequest) -> list[list[int]]:
         else:
             if not item:
                 raise bad_request(f"input[{i}] is an empty list of token ids", param="input")
-            check_prompt_ids(item, vocab, "input")
+            check_prompt_ids(item, vocab or 2**31, "input")  # vocab 0: a plugin model that does not say
             ids = list(item)
         if keep is not None:
             ids = ids[-keep:]
