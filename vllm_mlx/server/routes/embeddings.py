@@ -19,14 +19,14 @@ from .common import (
 )
 
 MAX_INPUTS = 2048  # OpenAI's limit per request
-OFF_LOOP_SIZE = 50_000  # characters to tokenize, or floats to write, beyond which a worker thread does it
+OFF_LOOP_SIZE = 50_000  # characters or token ids to read, or floats to write, beyond which a worker thread does it
 T = TypeVar("T")
 
 
 @post("/v1/embeddings", status_code=200)
 async def embeddings(request: Request) -> Response:
     state = server_state(request)
-    req = await decode_body(request, EmbeddingRequest)
+    req = await decode_body(request, EmbeddingRequest, free_form=False)
     check_model(state, req.model)
     if state.loaded.kind != "embedding":
         raise bad_request(f"The model `{state.settings.served_model_name}` is a {state.loaded.kind} model and "
@@ -34,8 +34,7 @@ async def embeddings(request: Request) -> Response:
                           "this one with --runner pooling.", param="model", code="model_not_supported")
     # tokenizing thousands of strings, or writing millions of floats as JSON, takes long
     # enough to stall other requests: big requests do that work on a worker thread
-    text_size = len(req.input) if isinstance(req.input, str) else sum(len(x) for x in req.input if isinstance(x, str))
-    inputs = await _maybe_off_loop(text_size, _token_inputs, state, req)
+    inputs = await _maybe_off_loop(_input_size(req.input), _token_inputs, state, req)
     dimensions = _dimensions(state, req.dimensions)
     check_capacity(state, 1)
     try:
@@ -52,6 +51,13 @@ async def _maybe_off_loop(size: int, fn: Callable[..., T], *args: Any) -> T:
     if size > OFF_LOOP_SIZE:
         return await asyncio.to_thread(fn, *args)
     return fn(*args)
+
+
+def _input_size(raw: str | list) -> int:
+    """Characters to tokenize plus token ids to check."""
+    if isinstance(raw, str):
+        return len(raw)
+    return sum(len(x) if isinstance(x, (str, list)) else 1 for x in raw)
 
 
 def _render(encoding: str, vectors: list[bytes], inputs: list[list[int]], model: str) -> bytes:

@@ -55,7 +55,7 @@ async def tokenize(request: Request) -> Response:
 @post("/detokenize", status_code=200)
 async def detokenize(request: Request) -> Response:
     state = server_state(request)
-    req = await decode_body(request, DetokenizeRequest)
+    req = await decode_body(request, DetokenizeRequest, free_form=False)
     check_model(state, req.model)
     tokenizer = _tokenizer(state)
     size = len(tokenizer)
