@@ -32,11 +32,11 @@ async def embeddings(request: Request) -> Response:
         raise bad_request(f"The model `{state.settings.served_model_name}` is a {state.loaded.kind} model and "
                           "makes no embeddings. Serve an embedding model (sentence-transformers metadata), or "
                           "this one with --runner pooling.", param="model", code="model_not_supported")
+    dimensions = _dimensions(state, req.dimensions)
+    check_capacity(state, 1)
     # tokenizing thousands of strings, or writing millions of floats as JSON, takes long
     # enough to stall other requests: big requests do that work on a worker thread
     inputs = await _maybe_off_loop(_input_size(req.input), _token_inputs, state, req)
-    dimensions = _dimensions(state, req.dimensions)
-    check_capacity(state, 1)
     try:
         vectors = await unless_disconnected(request, state.engine.embed(inputs, dimensions))
     except EmbeddingError as exc:
@@ -54,9 +54,11 @@ async def _maybe_off_loop(size: int, fn: Callable[..., T], *args: Any) -> T:
 
 
 def _input_size(raw: str | list) -> int:
-    """Characters to tokenize plus token ids to check."""
-    if isinstance(raw, str):
+    """Characters to tokenize plus token ids to check (O(inputs), not O(tokens))."""
+    if isinstance(raw, str) or (raw and isinstance(raw[0], int)):
         return len(raw)
+    if len(raw) > MAX_INPUTS:
+        return OFF_LOOP_SIZE + 1  # refused, but even counting them is work
     return sum(len(x) if isinstance(x, (str, list)) else 1 for x in raw)
 
 
