@@ -115,3 +115,25 @@ def test_token_budget_splits_batches_and_a_failure_stays_in_its_batch(bag_model)
         assert floats(again[0]) == pytest.approx(unit([0] * 5 + [1, 0, 0]))
     finally:
         engine.shutdown()
+
+
+def test_a_short_request_overtakes_a_bulk_one(bag_model):
+    """Inputs of later requests join the pool between batches: a query arriving during a
+    bulk job rides in the next batch instead of waiting for the whole job."""
+    engine = EmbeddingEngine(bag_model, max_batch_tokens=8, max_batch_size=16)  # 2 bulk inputs per batch
+    front = AsyncEmbedder(engine)
+
+    async def run():
+        bulk = asyncio.ensure_future(front.embed([[1, 2, 3, 4]] * 3000))
+        await asyncio.sleep(0)
+        engine.start()
+        short = await front.embed([[7]])
+        overtaken = not bulk.done()
+        return overtaken, short, await bulk, await front.embed([])
+
+    try:
+        overtaken, short, bulk, empty = asyncio.run(run())
+        assert overtaken and floats(short[0]) == pytest.approx(unit([0] * 7 + [1]))
+        assert len(bulk) == 3000 and empty == [] and engine.counters.steps < 3000 // 2 + 5
+    finally:
+        engine.shutdown()

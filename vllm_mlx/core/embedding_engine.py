@@ -1,22 +1,23 @@
 """The embedding engine: one thread owns every MLX call of an embedding model.
 
-Requests are queued; each time the thread wakes it takes every request waiting,
-sorts their inputs by length and runs them in batches bounded by a token budget
-(rows x longest input, padding included) and a row limit, then hands each
-request its vectors: truncated to the dimensions it asked for, L2-normalized,
-as little-endian float32 bytes (what ``base64`` carries, and cheap to turn into
-floats off this thread). ``AsyncEmbedder`` is the asyncio front.
+Requests are queued; between batches the thread moves their inputs into one
+pool and runs the next batch from it (see ``EmbeddingEngine``). A request gets
+its vectors once all its inputs have run: truncated to the dimensions it asked
+for, L2-normalized, as little-endian float32 bytes (what ``base64`` carries, and
+cheap to turn into floats off this thread). ``AsyncEmbedder`` is the asyncio front.
 """
 
 from __future__ import annotations
 
 import asyncio
+import bisect
 import logging
 import queue
 import sys
 import threading
 import time
 import traceback
+from collections import deque
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -35,13 +36,32 @@ class EmbedJob:
     inputs: list[list[int]]
     dimensions: int | None
     deliver: Deliver
-    cancelled: bool = False  # the client left: skip it if not started
+    cancelled: bool = False  # the client left: its inputs not yet run are dropped
     results: list[bytes | None] = field(default_factory=list)
+    remaining: int = 0
     error: str | None = None
+    done: bool = False  # delivered (or dropped)
+
+
+@dataclass(order=True)
+class _Item:
+    length: int
+    seq: int  # arrival order across all jobs
+    job: EmbedJob = field(compare=False)
+    index: int = field(compare=False)
+    taken: bool = field(default=False, compare=False)  # left the pool (run, or dropped)
 
 
 class EmbeddingEngine:
-    """Batches embedding requests on its own thread. ``submit`` may be called from any thread."""
+    """Batches embedding requests on its own thread. ``submit`` may be called from any thread.
+
+    Inputs of all waiting requests form one pool, kept sorted by length. Each batch
+    holds the oldest waiting input plus its neighbours in length, as many as the
+    token budget (rows x longest input, padding included) and row limit allow;
+    new requests join the pool between batches. So a short query arriving during
+    a bulk job rides along in the next batch instead of waiting for the whole
+    job, and the oldest input always makes progress.
+    """
 
     def __init__(self, model: Any, tokenizer: Any = None, *, max_batch_tokens: int = 8192,
                  max_batch_size: int = 64):
@@ -52,12 +72,14 @@ class EmbeddingEngine:
         self.vocab_size = _vocab_size(model, tokenizer)
         self.counters = EngineCounters()
         self.state = "created"
-        self.num_waiting = 0  # inputs queued
+        self.num_waiting = 0  # inputs waiting for a batch
         self.num_running = 0  # inputs in the batch being run
         self._queue: queue.SimpleQueue = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
         self._stopping = False
         self._stopped = threading.Event()
+        self._seq = 0
+        self._arrivals: deque[_Item] = deque()  # the pool's items in arrival order (taken ones skipped)
 
     def kv_stats(self) -> dict:
         return {}  # no KV cache kept between requests
@@ -78,93 +100,114 @@ class EmbeddingEngine:
         self.state = "stopped"
 
     def submit(self, job: EmbedJob) -> None:
-        """Queue a job; jobs queued before ``start`` run together in the first batch."""
+        """Queue a job; jobs queued before ``start`` are all in the pool for the first batch."""
         if self.state == "stopped":
             job.deliver(None, f"the embedding engine is {self.state}")
             return
-        self.num_waiting += len(job.inputs)
         self._queue.put(job)
 
     # -- engine thread -----------------------------------------------------
     def _run(self) -> None:
         stream = mx.new_stream(mx.default_device())  # created on the thread that uses it (Metal requires it)
+        pool: list[_Item] = []
         with mx.stream(stream):
             while not self._stopping:
-                jobs = [self._queue.get()]
-                while True:
-                    try:
-                        jobs.append(self._queue.get_nowait())
-                    except queue.Empty:
-                        break
-                jobs = [j for j in jobs if j is not None]
-                self.num_waiting -= sum(len(j.inputs) for j in jobs)
-                try:
-                    self._process([j for j in jobs if not j.cancelled])
-                except Exception as exc:  # noqa: BLE001 - never leave a request hanging
-                    self._fail(jobs, exc)
-                for job in jobs:
-                    self._deliver(job)
-                self.num_running = 0
+                self._take(pool, block=not pool)
+                self.num_waiting = len(pool)
+                batch = [it for it in self._next_batch(pool) if not self._dropped(it.job)] if pool else []
+                if batch:
+                    self._run_batch(batch)
+                self.num_waiting, self.num_running = len(pool), 0
             mx.synchronize(stream)
         self._stopped.set()
         # Park rather than return: a thread that ran MLX work and exits can abort the
         # process at exit with MLX 0.32 (see core/engine.py).
         threading.Event().wait()
 
-    def _process(self, jobs: list[EmbedJob]) -> None:
-        items = []
-        for job in jobs:
-            job.results = [None] * len(job.inputs)
-            items.extend((len(ids), job, i) for i, ids in enumerate(job.inputs))
-        items.sort(key=lambda item: item[0])
-        for group in self._groups(items):
-            live = [it for it in group if it[1].error is None]
-            if not live:
-                continue
-            self.num_running = len(live)
+    def _take(self, pool: list[_Item], block: bool) -> None:
+        """Move queued jobs' inputs into the pool (waiting for one when ``block``)."""
+        try:
+            job = self._queue.get() if block else self._queue.get_nowait()
+        except queue.Empty:
+            return
+        added = False
+        while True:
+            if job is not None and not job.inputs:
+                job.done = True
+                self._deliver(job, [], None)
+            elif job is not None:
+                job.results, job.remaining = [None] * len(job.inputs), len(job.inputs)
+                for i, ids in enumerate(job.inputs):
+                    item = _Item(len(ids), self._seq, job, i)
+                    pool.append(item)
+                    self._arrivals.append(item)
+                    self._seq += 1
+                added = True
             try:
-                vectors = self.model.embed([job.inputs[i] for _, job, i in live])
-                rows = _finish(vectors, [job.dimensions for _, job, _ in live])
-            except Exception as exc:  # noqa: BLE001 - fail the requests of this batch only
-                self._fail([it[1] for it in live], exc)
-                continue
-            self.counters.steps += 1
-            for (_, job, i), raw in zip(live, rows):
-                job.results[i] = raw
+                job = self._queue.get_nowait()
+            except queue.Empty:
+                break
+        if added:
+            pool.sort()
 
-    def _groups(self, items: list) -> list[list]:
-        """Consecutive runs of the length-sorted inputs within the token and row budgets;
-        an input over the budget runs alone."""
-        groups: list[list] = []
-        current: list = []
-        for item in items:
-            length = item[0]
-            if current and ((len(current) + 1) * length > self.max_batch_tokens
-                            or len(current) >= self.max_batch_size):
-                groups.append(current)
-                current = []
-            current.append(item)
-        if current:
-            groups.append(current)
-        return groups
+    def _dropped(self, job: EmbedJob) -> bool:
+        """A cancelled or failed job's waiting inputs leave the pool."""
+        if job.cancelled and not job.done:
+            job.done = True
+            self.counters.requests_aborted += 1
+        return job.done
 
-    def _fail(self, jobs: list[EmbedJob], exc: Exception) -> None:
+    def _next_batch(self, pool: list[_Item]) -> list[_Item]:
+        """Remove and return the next batch: the oldest input and its neighbours in
+        length (``pool`` is sorted by length), shorter ones first, within the budgets."""
+        while self._arrivals[0].taken:
+            self._arrivals.popleft()
+        lo = hi = bisect.bisect_left(pool, self._arrivals[0])
+        while hi - lo + 1 < self.max_batch_size:
+            rows = hi - lo + 2
+            if lo > 0 and rows * pool[hi].length <= self.max_batch_tokens:
+                lo -= 1
+            elif hi + 1 < len(pool) and rows * pool[hi + 1].length <= self.max_batch_tokens:
+                hi += 1
+            else:
+                break
+        batch = pool[lo:hi + 1]
+        del pool[lo:hi + 1]
+        for it in batch:
+            it.taken = True
+        return batch
+
+    def _run_batch(self, batch: list[_Item]) -> None:
+        self.num_running = len(batch)
+        try:
+            vectors = self.model.embed([it.job.inputs[it.index] for it in batch])
+            rows = _finish(vectors, [it.job.dimensions for it in batch])
+        except Exception as exc:  # noqa: BLE001 - fail the requests of this batch only
+            self._fail({id(it.job): it.job for it in batch}.values(), exc)
+            return
+        self.counters.steps += 1
+        for it, raw in zip(batch, rows):
+            job = it.job
+            job.results[it.index] = raw
+            job.remaining -= 1
+            if job.remaining == 0 and not job.done:
+                job.done = True
+                self._deliver(job, job.results, None)
+
+    def _fail(self, jobs, exc: Exception) -> None:
         message = f"embedding failed: {type(exc).__name__}: {exc}"
         log.error("%s\n%s", message, traceback.format_exc())
         self.counters.errors.append(message)
         for job in jobs:
-            if job.error is None:
-                job.error = message
+            if not job.done:
+                job.done, job.error = True, message
                 self.counters.requests_failed += 1
+                self._deliver(job, None, message)
 
-    def _deliver(self, job: EmbedJob) -> None:
+    @staticmethod
+    def _deliver(job: EmbedJob, results: list[bytes] | None, error: str | None) -> None:
         try:
-            if job.cancelled:
-                self.counters.requests_aborted += 1
-            elif job.error is not None:
-                job.deliver(None, job.error)
-            else:
-                job.deliver(job.results, None)
+            job.deliver(results, error)
         except Exception:  # noqa: BLE001 - a broken consumer must not stop the engine
             log.exception("embedding delivery failed")
 
