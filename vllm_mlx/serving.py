@@ -44,12 +44,17 @@ class ServeOptions:
     allowed_origins: list[str] = field(default_factory=list)
     default_chat_template_kwargs: dict[str, Any] = field(default_factory=dict)
     log_level: str = "info"
+    runner: str = "auto"  # vLLM's --runner: auto, generate, pooling (embeddings)
 
 
 def build_state(opts: ServeOptions, plugins: PluginManager | None = None) -> ServerState:
     """Load plugins and the model, start the engine; returns what ``create_app`` needs."""
     plugins = plugins or PluginManager(extra=opts.plugins)
-    loaded = load_model(opts.model, plugins, kinds=("llm",))
+    loaded = load_model(opts.model, plugins, kinds=("llm", "embedding"), runner=opts.runner)
+    if loaded.kind == "embedding":
+        from .serving_embeddings import build_embedding_state
+
+        return build_embedding_state(opts, loaded)
     reasoning = opts.reasoning_parser or loaded.default_reasoning_parser
     tools = opts.tool_call_parser or plugins.detect_tool_parser(chat_template_text(loaded.tokenizer)) \
         or loaded.default_tool_parser
