@@ -48,9 +48,11 @@ class ServeOptions:
     allowed_origins: list[str] = field(default_factory=list)
     default_chat_template_kwargs: dict[str, Any] = field(default_factory=dict)
     log_level: str = "info"
+    runner: str = "auto"  # vLLM's --runner: auto, generate, pooling (embeddings)
 
 
-SERVED_KINDS = ("llm", "stt", "tts")
+SERVED_KINDS = ("llm", "embedding", "stt", "tts")
+PRIMARY_KINDS = ("llm", "embedding")  # served through ``ServerState.engine`` (one per server for now)
 
 
 def build_state(opts: ServeOptions, plugins: PluginManager | None = None) -> ServerState:
@@ -64,12 +66,13 @@ def build_state(opts: ServeOptions, plugins: PluginManager | None = None) -> Ser
     served: list[ServedModel] = []
     try:
         for i, spec in enumerate(specs):
-            loaded = load_model(spec, plugins, kinds=SERVED_KINDS)
+            loaded = load_model(spec, plugins, kinds=SERVED_KINDS, runner=opts.runner)
             name = names[i] if i < len(names) else None
-            if loaded.kind == "llm":
+            if loaded.kind in PRIMARY_KINDS:
                 if llm_state is not None:
-                    raise PluginError("one server serves one LLM for now; serve the others separately")
-                llm_state = _build_llm(opts, plugins, loaded, spec, name)
+                    raise PluginError("one server serves one LLM or embedding model for now (with any speech "
+                                      "models); serve the others separately")
+                llm_state = _build_primary(opts, plugins, loaded, spec, name)
                 served.append(llm_state.models[0])
             else:
                 served.append(_build_speech(loaded, spec, name))
@@ -78,7 +81,7 @@ def build_state(opts: ServeOptions, plugins: PluginManager | None = None) -> Ser
                                   "--served-model-name")
     except BaseException:
         for m in served:  # stop the engines already started
-            if m.kind == "llm":
+            if m.kind in PRIMARY_KINDS:
                 m.runner.engine.shutdown()
             else:
                 m.runner.shutdown()
@@ -102,8 +105,14 @@ def _build_speech(loaded, spec: str | None, name: str | None) -> ServedModel:
                        aliases=aliases)
 
 
-def _build_llm(opts: ServeOptions, plugins: PluginManager, loaded, spec: str | None,
-               served_name: str | None) -> ServerState:
+def _build_primary(opts: ServeOptions, plugins: PluginManager, loaded, spec: str | None,
+                   served_name: str | None) -> ServerState:
+    if loaded.kind == "embedding":
+        import dataclasses
+
+        from .serving_embeddings import build_embedding_state
+
+        return build_embedding_state(dataclasses.replace(opts, model=spec, served_model_name=served_name), loaded)
     reasoning = opts.reasoning_parser or loaded.default_reasoning_parser
     tools = opts.tool_call_parser or plugins.detect_tool_parser(chat_template_text(loaded.tokenizer)) \
         or loaded.default_tool_parser

@@ -12,10 +12,13 @@ from .errors import EXCEPTION_HANDLERS
 from .routes.chat import chat_completions
 from .routes.common import MAX_BODY
 from .routes.completions import completions
+from .routes.embeddings import embeddings
 from .routes.health import health, metrics
 from .routes.speech import speech, voices
 from .routes.transcriptions import transcriptions, translations
 from .routes.models import get_model, list_models
+from .routes.tokenize import detokenize, tokenize
+from .kinds import reject_wrong_kind
 from .state import ServerState
 
 
@@ -31,8 +34,9 @@ def create_app(state: ServerState) -> Litestar:
                 model.runner.shutdown()
 
     app = Litestar(
-        route_handlers=[chat_completions, completions, list_models, get_model, health, metrics, transcriptions,
-                        translations, speech, voices],
+        route_handlers=[chat_completions, completions, list_models, get_model, health, metrics, embeddings,
+                        tokenize, detokenize, transcriptions, translations, speech, voices],
+        before_request=reject_wrong_kind,
         exception_handlers=EXCEPTION_HANDLERS,
         middleware=middleware,
         cors_config=CORSConfig(allow_origins=list(state.settings.allowed_origins))

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..core import AsyncEngine
+from ..core.embedding_engine import AsyncEmbedder
 from ..plugins.interfaces import LoadedModel
 
 
@@ -55,7 +56,10 @@ class WrongKind(LookupError):
 
 @dataclass
 class ServerState:
-    engine: AsyncEngine | None  # the LLM's engine front (None when no LLM is served)
+    # the primary model's engine front: AsyncEngine (generation) or AsyncEmbedder (kind "embedding");
+    # both have .engine (the thread's core), .tokenizer, .metrics and .in_flight. None when the server
+    # serves only speech models (those are in ``models``, each with its own runner).
+    engine: AsyncEngine | AsyncEmbedder | None
     loaded: LoadedModel | None
     settings: ServerSettings
     reasoning_parser_cls: type | None = None
@@ -87,7 +91,7 @@ class ServerState:
 
     def accepts_model(self, name: str | None) -> bool:
         found = self.find(name)
-        return found is not None and found.kind in ("llm", "mllm")
+        return found is not None and found.kind in ("llm", "mllm", "embedding")
 
     def names(self) -> str:
         return ", ".join(f"`{m.name}` ({m.kind})" for m in self.models)
