@@ -74,6 +74,14 @@ def test_long_audio_windows_have_absolute_ordered_timestamps(mc, tone65):
     assert any(s.start >= 60.0 for s in r.segments) and any(30.0 <= s.start < 60.0 for s in r.segments)
 
 
+def test_word_timestamps(mc):
+    r = mc.audio.transcriptions.create(model="whisper", file=("t.wav", tone_wav(35.0)), language="en",
+                                       response_format="verbose_json", timestamp_granularities=["word"])
+    starts = [w.start for w in r.words]
+    assert r.words and starts == sorted(starts) and all(0 <= w.start <= w.end <= 35.0 for w in r.words)
+    assert any(w.start >= 30.0 for w in r.words)  # the second window's words, at their absolute times
+
+
 def test_srt_and_vtt(mc):
     srt = mc.audio.transcriptions.create(model="whisper", file=("t.wav", tone_wav(3.0)), response_format="srt",
                                          language="en")

@@ -60,6 +60,11 @@ def _ordered(segments: list[dict], start: float, end: float) -> list[dict]:
         s["start"] = min(max(s["start"], last), end)
         s["end"] = min(max(s["end"], s["start"]), end)
         last = s["end"]
+        word_end = s["start"]
+        for w in s.get("words") or []:
+            w["start"] = min(max(w["start"], word_end), s["end"])
+            w["end"] = min(max(w["end"], w["start"]), s["end"])
+            word_end = w["end"]
     return segments
 
 

@@ -56,7 +56,10 @@ async def speech(request: Request) -> Response:
     if req.stream_format == "audio":
         return Stream(_audio(model.runner.run(steps), req.response_format, runner.sample_rate),
                       media_type=media_type, headers={"Cache-Control": "no-cache"})
-    chunks = await unless_disconnected(request, model.runner.call(steps))
+    try:
+        chunks = await unless_disconnected(request, model.runner.call(steps))
+    except G2PUnavailable as exc:
+        raise bad_request(str(exc), param="input", code="g2p_unavailable") from None
     samples = np.concatenate(chunks) if chunks else np.zeros(0, np.float32)
     data = await asyncio.to_thread(encode_audio, samples, runner.sample_rate, req.response_format)
     return Response(content=data, media_type=media_type)
