@@ -124,3 +124,26 @@ def build_kokoro(out: Path, seed: int = 0) -> Path:
         pack = mx.array(rng.standard_normal((510, 1, 256)).astype(np.float32) * 0.5)
         mx.save_safetensors(str(out / "voices" / f"{voice}.safetensors"), {"voice": pack})
     return out
+
+
+def tone_in(container: str, codec: str, seconds: float = 2.0, rate: int = 48000) -> bytes:
+    """A tone encoded with PyAV into any container/codec (m4a = mp4/aac, webm = webm/opus, ...)."""
+    import io
+
+    import av
+
+    buf = io.BytesIO()
+    with av.open(buf, "w", format=container) as out:
+        stream = out.add_stream(codec, rate=rate, layout="mono")
+        t = np.arange(int(rate * seconds)) / rate
+        frame = av.AudioFrame.from_ndarray((0.3 * np.sin(2 * np.pi * 300 * t)).astype(np.float32).reshape(1, -1),
+                                           format="flt", layout="mono")
+        frame.sample_rate = rate
+        resampler = av.AudioResampler(format=stream.codec_context.codec.audio_formats[0].name, layout="mono",
+                                      rate=rate)
+        for f in resampler.resample(frame):
+            for packet in stream.encode(f):
+                out.mux(packet)
+        for packet in stream.encode(None):
+            out.mux(packet)
+    return buf.getvalue()
