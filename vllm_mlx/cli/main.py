@@ -122,9 +122,9 @@ def serve(models, host, port, api_key, served_model_names, max_audio_bytes, max_
 
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     sliding_window = _legacy_sliding_window(sliding_window)
-    if model_option and model and model_option != model:
-        raise click.UsageError(f"two models given: {model!r} and --model {model_option!r}")
-    model = model or model_option
+    if model_option and models and model_option not in models:
+        raise click.UsageError(f"two models given: {models[0]!r} and --model {model_option!r}")
+    models = models or ((model_option,) if model_option else ())
     opts = ServeOptions(
         models=list(models), served_model_names=list(served_model_names), max_audio_bytes=max_audio_bytes,
         host=host, port=port, api_key=api_key or None,
