@@ -146,3 +146,29 @@ def test_bad_audio_input(multi_server, mc):
     # the server still serves both models
     assert httpx.get(multi_server.url + "/health").json()["status"] == "ok"
     assert mc.audio.transcriptions.create(model="whisper", file=("t.wav", tone_wav(0.5)), language="en")
+
+
+def test_a_short_transcription_is_not_held_up_by_a_long_one(multi_server, mc, tone65):
+    """The speech engine takes one 30 s window of each waiting request in turn: a 1 s file sent while a
+    65 s one (three windows) runs is answered before the long one ends (first come, first served would
+    answer it after)."""
+    import threading
+    import time
+
+    finished = {}
+
+    def long_request():
+        with httpx.stream("POST", multi_server.url + "/v1/audio/transcriptions", timeout=300,
+                          data={"model": "whisper", "stream": "true", "language": "en"},
+                          files={"file": ("long.wav", tone65, "audio/wav")}) as resp:
+            for line in resp.iter_lines():
+                if "transcript.text.done" in line:
+                    finished["long"] = time.monotonic()
+
+    worker = threading.Thread(target=long_request)
+    worker.start()
+    time.sleep(0.5)  # the long request is in the engine (its windows take seconds each)
+    mc.audio.transcriptions.create(model="whisper", file=("short.wav", tone_wav(1.0)), language="en")
+    finished["short"] = time.monotonic()
+    worker.join(300)
+    assert finished["short"] < finished["long"]

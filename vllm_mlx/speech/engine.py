@@ -92,7 +92,10 @@ class SpeechEngine:
             while not self._stopping:
                 self._admit(block=not self._active)
                 if self._active:
-                    self._step(self._active.popleft())
+                    job = self._active.popleft()
+                    if self._step(job):
+                        self._admit(block=False)  # requests that came in meanwhile go first
+                        self._active.append(job)
         for job in list(self._active):
             job.emit(RuntimeError("the server is shutting down"))
 
@@ -106,9 +109,10 @@ class SpeechEngine:
         except queue.Empty:
             pass
 
-    def _step(self, job: _Job) -> None:
+    def _step(self, job: _Job) -> bool:
+        """Run one step of ``job``; True if it has more."""
         if job.cancelled:
-            return
+            return False
         try:
             if job.steps is None:
                 job.steps = iter(job.make())
@@ -116,11 +120,11 @@ class SpeechEngine:
         except StopIteration:
             self.jobs_done += 1
             job.emit(_DONE)
-            return
+            return False
         except Exception as exc:  # noqa: BLE001 - the job fails, the engine goes on
             log.warning("speech job failed on %s: %s: %s", self.name, type(exc).__name__, exc)
             self.jobs_failed += 1
             job.emit(exc)
-            return
+            return False
         job.emit(item)
-        self._active.append(job)
+        return True
