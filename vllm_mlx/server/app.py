@@ -13,6 +13,7 @@ from .routes.chat import chat_completions
 from .routes.common import MAX_BODY
 from .routes.completions import completions
 from .routes.health import health, metrics
+from .routes.messages import count_tokens, messages
 from .routes.models import get_model, list_models
 from .state import ServerState
 
@@ -25,7 +26,8 @@ def create_app(state: ServerState) -> Litestar:
         state.engine.engine.shutdown()
 
     app = Litestar(
-        route_handlers=[chat_completions, completions, list_models, get_model, health, metrics],
+        route_handlers=[chat_completions, completions, messages, count_tokens, list_models, get_model, health,
+                        metrics],
         exception_handlers=EXCEPTION_HANDLERS,
         middleware=middleware,
         cors_config=CORSConfig(allow_origins=list(state.settings.allowed_origins))
