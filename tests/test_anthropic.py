@@ -431,3 +431,8 @@ def test_billing_header_does_not_defeat_the_prefix_cache(server):
     ask_with(1)
     second = ask_with(2)
     assert second.cache_read_input_tokens >= 64 and second.cache_creation_input_tokens == 0
+
+
+def test_base_url_probes_answer_200(scripted):
+    assert httpx.head(scripted.url + "/").status_code == 200  # Claude Code probes HEAD / at start
+    assert httpx.get(scripted.url + "/").json()["model"] == "scripted"

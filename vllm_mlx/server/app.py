@@ -12,7 +12,7 @@ from .errors import EXCEPTION_HANDLERS
 from .routes.chat import chat_completions
 from .routes.common import MAX_BODY
 from .routes.completions import completions
-from .routes.health import health, metrics
+from .routes.health import health, metrics, root, root_head
 from .routes.messages import count_tokens, messages
 from .routes.models import get_model, list_models
 from .state import ServerState
@@ -27,7 +27,7 @@ def create_app(state: ServerState) -> Litestar:
 
     app = Litestar(
         route_handlers=[chat_completions, completions, messages, count_tokens, list_models, get_model, health,
-                        metrics],
+                        metrics, root, root_head],
         exception_handlers=EXCEPTION_HANDLERS,
         middleware=middleware,
         cors_config=CORSConfig(allow_origins=list(state.settings.allowed_origins))
