@@ -390,6 +390,11 @@ def test_models_list_serves_both_sdks(scripted):
     for card in body["data"]:
         assert card["type"] == "model" and card["display_name"] and card["created_at"].endswith("Z")
         assert card["object"] == "model" and isinstance(card["created"], int)
+    sdk = anthropic.Anthropic(base_url=scripted.url, api_key="x", max_retries=0)
+    assert sdk.models.retrieve("claude-haiku-4-5").id == "scripted"
+    with pytest.raises(anthropic.NotFoundError) as info:  # the anthropic SDK gets its own error shape
+        sdk.models.retrieve("gpt-4o")
+    assert info.value.body["error"]["type"] == "not_found_error"
 
 
 def test_model_alias_globs(claude, scripted):

@@ -224,7 +224,8 @@ def to_chat_request(req: A.CountTokensRequest) -> ChatRequest:
     stop = getattr(req, "stop_sequences", None)
     sampling = SamplingFields(model=req.model, temperature=getattr(req, "temperature", None),
                               top_p=getattr(req, "top_p", None), top_k=getattr(req, "top_k", None),
-                              stop=list(stop) if stop else None, stream=getattr(req, "stream", False))
+                              stop=list(stop) if stop else None, stream=getattr(req, "stream", False),
+                              ignore_eos=getattr(req, "ignore_eos", False))
     return ChatRequest(
         model=req.model, sampling=sampling, max_tokens=getattr(req, "max_tokens", None), messages=messages,
         tools=tools, tool_choice=tool_choice, parallel_tool_calls=parallel,

@@ -105,6 +105,7 @@ class MessagesRequest(CountTokensRequest, kw_only=True):
     temperature: float | None = None
     top_p: float | None = None
     top_k: int | None = None
+    ignore_eos: bool = False  # vLLM's extension (benchmarks: every reply makes exactly max_tokens tokens)
 
 
 # -- response -------------------------------------------------------------------------
