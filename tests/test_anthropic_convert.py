@@ -5,7 +5,7 @@ from __future__ import annotations
 import msgspec
 import pytest
 
-from vllm_mlx.server.adapters.anthropic import to_chat_request
+from vllm_mlx.server.adapters.anthropic_request import to_chat_request
 from vllm_mlx.server.errors import APIError
 from vllm_mlx.server.schemas.anthropic import MessagesRequest
 

@@ -9,7 +9,8 @@ import msgspec
 from litestar import Request, Response, post
 from litestar.response import Stream
 
-from ..adapters.anthropic import complete_message, stream_message, to_chat_request
+from ..adapters.anthropic import complete_message, stream_message
+from ..adapters.anthropic_request import to_chat_request
 from ..pipeline import prepare, render_prompt
 from ..schemas.anthropic import CountTokensRequest, MessagesRequest, TokenCount
 from ..streaming import SSE_HEADERS
