@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import re
+import time
 from pathlib import Path
 
 import anthropic
@@ -441,3 +442,30 @@ def test_billing_header_does_not_defeat_the_prefix_cache(server):
 def test_base_url_probes_answer_200(scripted):
     assert httpx.head(scripted.url + "/").status_code == 200  # Claude Code probes HEAD / at start
     assert httpx.get(scripted.url + "/").json()["model"] == "scripted"
+
+
+def test_client_gone_during_prefill_frees_the_sequence(scripted):
+    """Closing a stream while it is still pinging (before its first token) aborts the request."""
+    body = {"model": "claude-x", "max_tokens": 500, "ignore_eos": True, "stream": True, "system": "filler " * 600,
+            "messages": [{"role": "user", "content": "Hello!"}]}
+    aborted = aborts(scripted)
+    with httpx.stream("POST", scripted.url + "/v1/messages", json=body, timeout=60) as r:
+        lines = r.iter_lines()
+        assert next(lines) == "event: message_start"
+    deadline = time.monotonic() + 30
+    while True:
+        health = httpx.get(scripted.url + "/health").json()
+        idle = health["engine"]["running"] == 0 and health["engine"]["waiting"] == 0 \
+            and health["kv_cache"]["blocks_working"] == 0
+        if idle or time.monotonic() > deadline:
+            break
+        time.sleep(0.1)
+    assert idle, health
+    assert aborts(scripted) == aborted + 1
+
+
+def aborts(srv) -> float:
+    for line in httpx.get(srv.url + "/metrics").text.splitlines():
+        if line.startswith("vllm:request_success_total{") and 'finished_reason="abort"' in line:
+            return float(line.rsplit(" ", 1)[1])
+    return 0.0

@@ -52,7 +52,7 @@ def _usage(gen: Generation) -> A.Usage:
 
 
 def _stop(gen: Generation, finish_reason, stop_reason, has_calls: bool) -> A.StopInfo:
-    reason = STOP_REASONS[gen.outcome(finish_reason, stop_reason, has_calls)]
+    reason = STOP_REASONS.get(gen.outcome(finish_reason, stop_reason, has_calls), "end_turn")
     return A.StopInfo(stop_reason=reason, stop_sequence=stop_reason if reason == "stop_sequence" else None)
 
 
@@ -61,7 +61,9 @@ async def complete_message(gen: Generation) -> Response:
     content: list[Any] = []
     if r.reasoning:
         content.append(A.ThinkingOut(thinking=r.reasoning, signature=_signature(r.reasoning)))
-    if r.text.strip() or (r.text and not r.tool_calls and not r.reasoning):
+    # as the stream does: whitespace alone is a text block only when no tool call could follow
+    # or when the reply has nothing else
+    if r.text.strip() or (r.text and (gen.plan.tool_mode == "none" or not (r.tool_calls or r.reasoning))):
         content.append(A.TextOut(text=r.text))
     for call in r.tool_calls:
         value, note = _tool_input(call.name, call.arguments)
