@@ -395,7 +395,9 @@ def test_models_list_serves_both_sdks(scripted):
     assert sdk.models.retrieve("claude-haiku-4-5").id == "scripted"
     with pytest.raises(anthropic.NotFoundError) as info:  # the anthropic SDK gets its own error shape
         sdk.models.retrieve("gpt-4o")
-    assert info.value.body["error"]["type"] == "not_found_error"
+    assert info.value.body["type"] == "error" and info.value.body["error"]["type"] == "not_found_error"
+    openai_shape = httpx.get(scripted.url + "/v1/models/gpt-4o").json()  # no anthropic-version: OpenAI's shape
+    assert set(openai_shape["error"]) == {"message", "type", "param", "code"}
 
 
 def test_model_alias_globs(claude, scripted):

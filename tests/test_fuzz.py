@@ -185,3 +185,14 @@ def test_messages_never_5xx(server, body):
         body["max_tokens"] = 8
     check_anthropic(server, "/v1/messages", body)
     check_anthropic(server, "/v1/messages/count_tokens", body)
+
+
+def test_messages_deep_nesting_is_an_anthropic_400(server):
+    deep = '{"a":' * 5000 + "{}" + "}" * 5000
+    for text in ['{"model": "claude-x", "max_tokens": 2, "messages": [{"role": "user", "content": "hi"}], '
+                 '"tools": [{"name": "f", "input_schema": %s}]}' % deep,
+                 '{"model": "claude-x", "max_tokens": 2, "messages": [{"role": "assistant", "content": [{"type": '
+                 '"tool_use", "id": "t", "name": "f", "input": %s}]}]}' % deep]:
+        for path in ("/v1/messages", "/v1/messages/count_tokens"):
+            resp = httpx.post(server.url + path, content=text.encode(), headers=AUTH, timeout=60)
+            assert resp.status_code == 400 and resp.json()["error"]["type"] == "invalid_request_error", resp.text
