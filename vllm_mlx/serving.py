@@ -46,16 +46,23 @@ class ServeOptions:
     model_aliases: list[str] = field(default_factory=list)  # "NAME=SERVED", NAME may be a glob
     ping_interval: float = 10.0
     log_level: str = "info"
+    runner: str = "auto"  # vLLM's --runner: auto, generate, pooling (embeddings)
 
 
 def build_state(opts: ServeOptions, plugins: PluginManager | None = None) -> ServerState:
     """Load plugins and the model, start the engine; returns what ``create_app`` needs."""
     plugins = plugins or PluginManager(extra=opts.plugins)
-    loaded = load_model(opts.model, plugins, kinds=("llm",))
+    loaded = load_model(opts.model, plugins, kinds=("llm", "embedding"), runner=opts.runner)
     name = opts.served_model_name or (
         "vllm-mlx-demo" if loaded.is_demo and opts.model is None else (opts.model or str(loaded.path)))
     aliases = tuple(a for a in {opts.model, str(loaded.path)} if a and a != name)
     model_aliases = model_alias_names(opts.model_aliases, {name, "default", *aliases})
+    if loaded.kind == "embedding":
+        from .serving_embeddings import build_embedding_state
+
+        state = build_embedding_state(opts, loaded)
+        state.settings.model_aliases = model_aliases
+        return state
     reasoning = opts.reasoning_parser or loaded.default_reasoning_parser
     tools = opts.tool_call_parser or plugins.detect_tool_parser(chat_template_text(loaded.tokenizer)) \
         or loaded.default_tool_parser

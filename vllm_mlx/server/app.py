@@ -12,9 +12,12 @@ from .errors import EXCEPTION_HANDLERS
 from .routes.chat import chat_completions
 from .routes.common import MAX_BODY
 from .routes.completions import completions
+from .routes.embeddings import embeddings
 from .routes.health import health, metrics, root, root_head
 from .routes.messages import count_tokens, messages
 from .routes.models import get_model, list_models
+from .routes.tokenize import detokenize, tokenize
+from .kinds import reject_wrong_kind
 from .state import ServerState
 
 
@@ -27,7 +30,8 @@ def create_app(state: ServerState) -> Litestar:
 
     app = Litestar(
         route_handlers=[chat_completions, completions, messages, count_tokens, list_models, get_model, health,
-                        metrics, root, root_head],
+                        metrics, root, root_head, embeddings, tokenize, detokenize],
+        before_request=reject_wrong_kind,
         exception_handlers=EXCEPTION_HANDLERS,
         middleware=middleware,
         cors_config=CORSConfig(allow_origins=list(state.settings.allowed_origins))

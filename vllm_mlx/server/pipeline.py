@@ -63,7 +63,7 @@ def render_prompt(state: ServerState, req: ChatRequest) -> list[int]:
         return req.prompt_ids
     tools = check_tools(req.tools) if req.tools and req.tool_choice != "none" else None
     kwargs = {**state.settings.default_chat_template_kwargs, **req.chat_template_kwargs}
-    return render_messages(state.engine.tokenizer, req.messages or [], tools=tools, kwargs=kwargs,
+    return render_messages(state.loaded.tokenizer, req.messages or [], tools=tools, kwargs=kwargs,
                            add_generation_prompt=req.add_generation_prompt,
                            continue_final_message=req.continue_final_message)
 
