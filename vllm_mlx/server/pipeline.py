@@ -68,18 +68,16 @@ def render_prompt(state: ServerState, req: ChatRequest) -> list[int]:
                            continue_final_message=req.continue_final_message)
 
 
-def prepare(state: ServerState, req: ChatRequest, prompt_ids: list[int] | None = None,
-            parse: bool = True) -> "Generation":
+def prepare(state: ServerState, req: ChatRequest) -> "Generation":
     """Check everything that can be checked before generating (4xx errors come from here).
     The route has checked ``model`` (``routes.common.check_model``) first thing."""
-    if prompt_ids is None:
-        prompt_ids = render_prompt(state, req)
+    prompt_ids = render_prompt(state, req)
     max_tokens = resolve_max_tokens(req.max_tokens, len(prompt_ids), state.settings.max_model_len, default=None,
                                     clamp=req.clamp_max_tokens)
     plan = plan_output(req) if req.messages is not None else OutputPlan("none")
     params = to_sampling_params(req.sampling, max_tokens=max_tokens, logprobs=req.logprobs,
                                 vocab_size=state.engine.engine.vocab_size, defaults=state.settings.sampling_defaults)
-    parsers = _parsers(state, req, prompt_ids, plan) if parse and req.messages is not None else None
+    parsers = _parsers(state, req, prompt_ids, plan) if req.messages is not None else None
     return Generation(state, req, prompt_ids, params, plan, parsers,
                       clamped=req.max_tokens is not None and max_tokens < req.max_tokens)
 
