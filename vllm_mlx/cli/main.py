@@ -39,7 +39,7 @@ def _json_object(ctx, param, value):
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
 @click.option("--port", default=8000, show_default=True, type=int, help="Port to listen on.")
 @click.option("--api-key", envvar="VLLM_MLX_API_KEY", default=None,
-              help="Require 'Authorization: Bearer KEY' on /v1 routes (env VLLM_MLX_API_KEY).")
+              help="Require 'Authorization: Bearer KEY' or 'x-api-key: KEY' on /v1 routes (env VLLM_MLX_API_KEY).")
 @click.option("--served-model-name", default=None,
               help="Name clients use in 'model' (default: the MODEL argument). 'default' always works too.")
 @click.option("--max-num-seqs", default=64, show_default=True, type=click.IntRange(1, 4096),
@@ -59,6 +59,12 @@ def _json_object(ctx, param, value):
               help="Parse tool calls from model output (hermes, qwen3_coder, llama3_json, mistral, deepseek_v3, "
                    "gemma3, ...); default: detected from the chat template, else the model family's; 'none' "
                    "passes tools to the model and returns its reply unparsed.")
+@click.option("--model-alias", "model_aliases", multiple=True, metavar="NAME=SERVED",
+              help="Also accept NAME in 'model' for the served model (repeatable; NAME may be a glob, e.g. "
+                   "'claude-*=default' for Claude Code).")
+@click.option("--ping-interval", default=10.0, show_default=True, type=click.FloatRange(min=0.001),
+              help="Anthropic streams: send a 'ping' event this often (seconds) while a request waits for "
+                   "its first token (queue, long prefill).")
 @click.option("--enable-auto-tool-choice", is_flag=True,
               help="Accepted for vLLM compatibility: tool calls are parsed whenever a tool-call parser is active.")
 @click.option("--default-chat-template-kwargs", default=None, callback=_json_object, metavar="JSON",
@@ -103,7 +109,7 @@ def _json_object(ctx, param, value):
 @click.option("--log-level", default="info", show_default=True,
               type=click.Choice(["critical", "error", "warning", "info", "debug"]), help="Logging detail.")
 def serve(model, host, port, api_key, served_model_name, max_num_seqs, max_queue, max_model_len, prefill_step_size, plugins,
-          reasoning_parser, tool_call_parser, enable_auto_tool_choice, default_chat_template_kwargs, allowed_origins,
+          reasoning_parser, tool_call_parser, model_aliases, ping_interval, enable_auto_tool_choice, default_chat_template_kwargs, allowed_origins,
           cache_policy, kv_cache_memory, block_size, enable_prefix_caching, kv_cache_bits, kv_cache_group_size,
           sliding_window, prefix_cache_dir, request_timeout, shutdown_timeout, runner, continuous_batching,
           model_option, mllm, log_level):
@@ -130,7 +136,8 @@ def serve(model, host, port, api_key, served_model_name, max_num_seqs, max_queue
         enable_prefix_caching=enable_prefix_caching, kv_cache_bits=int(kv_cache_bits) if kv_cache_bits else None,
         kv_cache_group_size=int(kv_cache_group_size), sliding_window=sliding_window,
         prefix_cache_dir=prefix_cache_dir, shutdown_timeout=shutdown_timeout,
-        request_timeout=request_timeout, runner=runner,
+        request_timeout=request_timeout, runner=runner, model_aliases=list(model_aliases),
+        ping_interval=ping_interval,
     )
     try:
         run_server(opts)
