@@ -44,10 +44,14 @@ class ServeOptions:
     allowed_origins: list[str] = field(default_factory=list)
     default_chat_template_kwargs: dict[str, Any] = field(default_factory=dict)
     log_level: str = "info"
+    mcp_config: str | None = None  # an mcp.json file: MCP servers the server connects to (mcp_host/)
+    mcp_options: Any = None  # mcp_host.HostOptions; None: its defaults
+    mcp_audit_log: str | None = None  # also append one JSON line per MCP tool call to this file
 
 
 def build_state(opts: ServeOptions, plugins: PluginManager | None = None) -> ServerState:
     """Load plugins and the model, start the engine; returns what ``create_app`` needs."""
+    mcp = _mcp_host(opts)  # a bad config fails before the model loads
     plugins = plugins or PluginManager(extra=opts.plugins)
     loaded = load_model(opts.model, plugins, kinds=("llm",))
     reasoning = opts.reasoning_parser or loaded.default_reasoning_parser
@@ -108,7 +112,21 @@ def build_state(opts: ServeOptions, plugins: PluginManager | None = None) -> Ser
     log.info("model %s (%s loader), context %d, reasoning parser %s, tool parser %s",
              name, loaded.loader, max_model_len, reasoning, tools)
     return ServerState(engine=AsyncEngine(engine), loaded=loaded, settings=settings,
-                       reasoning_parser_cls=reasoning_cls, tool_parser_cls=tool_cls)
+                       reasoning_parser_cls=reasoning_cls, tool_parser_cls=tool_cls, mcp=mcp)
+
+
+def _mcp_host(opts: ServeOptions):
+    """The MCP host for --mcp-config (not connected yet: the app starts it); raises McpConfigError."""
+    if not opts.mcp_config:
+        return None
+    from .mcp_host import HostOptions, McpHost, load_config
+    from .mcp_host.audit import open_audit_file
+
+    config = load_config(opts.mcp_config)
+    if opts.mcp_audit_log:
+        open_audit_file(opts.mcp_audit_log)
+    log.info("MCP config %s: servers %s", opts.mcp_config, ", ".join(config.servers) or "(none)")
+    return McpHost(config, opts.mcp_options or HostOptions())
 
 
 def chat_template_text(tokenizer: Any) -> str | None:
