@@ -13,7 +13,7 @@ from .audit import audit
 from .config import HostOptions, McpConfig
 from .policy import ToolArgumentsError, check_arguments, parse_arguments
 from .sessions import CallFailure, ServerConnection
-from .tools import HostedTool, function_name, parameters_of, result_text, truncate
+from .tools import HostedTool, function_name, result_text, truncate
 
 
 @dataclass
@@ -63,9 +63,11 @@ class McpHost:
         await asyncio.gather(*(conn.stop() for conn in self.servers.values()))
 
     async def wait_ready(self, names: list[str] | None = None, timeout: float | None = None) -> None:
-        """Wait (at most each server's connect timeout) until the named servers are connected."""
+        """Wait until the named servers that are still on their first connection attempt are
+        connected or have failed (at most their connect timeout): a request arriving just after
+        start-up finds their tools, and one naming a server known to be down fails at once."""
         conns = [self.servers[n] for n in names or self.servers]
-        await asyncio.gather(*(c.wait_connected(timeout or c.connect_timeout) for c in conns))
+        await asyncio.gather(*(c.wait_connected(timeout or c.connect_timeout) for c in conns if c.starting))
 
     # -- tools --------------------------------------------------------------
 
@@ -76,10 +78,8 @@ class McpHost:
             conn = self.servers[name]
             for tool_name in sorted(conn.tools):
                 tool = conn.tools[tool_name]
-                hosted = HostedTool(name=function_name(name, tool_name, taken), server=name, tool=tool_name,
-                                    description=tool.description or tool.title or "",
-                                    parameters=parameters_of(tool.input_schema),
-                                    fingerprint=conn.fingerprints.get(tool_name, ""))
+                hosted = HostedTool.of(name, tool, function_name(name, tool_name, taken),
+                                       conn.fingerprints.get(tool_name, ""))
                 taken.add(hosted.name)
                 if (server is None or server == name) and (not usable_only or self.why_unusable(hosted) is None):
                     out.append(hosted)
@@ -92,8 +92,7 @@ class McpHost:
         """``find``, but first wait for a server still starting whose tools could carry this name."""
         hosted = self.find(name)
         if hosted is None:
-            starting = [s for s, c in self.servers.items() if c.status == "connecting" and c.attempts <= 1
-                        and name.startswith(function_name(s, ""))]
+            starting = [s for s, c in self.servers.items() if c.starting and name.startswith(function_name(s, ""))]
             if starting:
                 await self.wait_ready(starting)
                 hosted = self.find(name)

@@ -87,13 +87,21 @@ class ServerConnection:
             await asyncio.wait({task}, timeout=timeout)
         self.status = "stopped"
 
+    @property
+    def starting(self) -> bool:
+        """On its first connection attempt (not yet connected, not yet failed)."""
+        return self._task is not None and self.attempts <= 1 and self.status in ("stopped", "connecting")
+
     async def wait_connected(self, timeout: float) -> bool:
+        """Wait until connected, or until the first attempt failed, or ``timeout``."""
         if self._client is not None:
             return True
-        try:
-            await asyncio.wait_for(self._connected.wait(), timeout)
-        except TimeoutError:
-            return False
+        deadline = time.monotonic() + timeout
+        while self._client is None and self.starting and time.monotonic() < deadline:
+            try:
+                await asyncio.wait_for(self._connected.wait(), min(0.25, max(0.0, deadline - time.monotonic())))
+            except TimeoutError:
+                pass
         return self._client is not None
 
     async def _supervise(self) -> None:
@@ -107,7 +115,7 @@ class ServerConnection:
             except asyncio.CancelledError:
                 raise
             except BaseException as exc:  # noqa: BLE001 - anything from the transport: report, retry
-                self.last_error = describe(exc)
+                self.last_error = self._describe_start_failure(exc)
             finally:
                 self._client = None
                 self._connected.clear()
@@ -119,6 +127,15 @@ class ServerConnection:
             log.warning("MCP server %r is unavailable (%s); retrying in %.1fs", self.name, self.last_error, delay)
             await asyncio.sleep(delay)
             delay = min(delay * 2, self.options.retry_max)
+
+    def _describe_start_failure(self, exc: BaseException) -> str:
+        leaf = exc
+        while isinstance(leaf, BaseExceptionGroup) and leaf.exceptions:
+            leaf = leaf.exceptions[0]
+        if self.config.transport == "stdio" and isinstance(leaf, OSError) and self._client is None:
+            # uvloop's spawn errors do not name the file
+            return f"cannot start {self.config.command!r}: {leaf.strerror or leaf}"
+        return describe(exc)
 
     async def _connection(self) -> None:
         """Connect, list tools, then watch the server until it is lost (returns) or stopped (cancelled)."""

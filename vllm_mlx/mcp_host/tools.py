@@ -24,6 +24,12 @@ class HostedTool:
     parameters: dict[str, Any]
     fingerprint: str
 
+    @classmethod
+    def of(cls, server: str, tool: Any, name: str, fingerprint: str = "") -> "HostedTool":
+        """From an MCP ``Tool`` of ``server``, under the function ``name``."""
+        return cls(name=name, server=server, tool=tool.name, description=tool.description or tool.title or "",
+                   parameters=parameters_of(tool.input_schema), fingerprint=fingerprint)
+
     def as_openai(self) -> dict[str, Any]:
         return {"type": "function", "function": {"name": self.name, "description": self.description,
                                                  "parameters": self.parameters}}

@@ -29,6 +29,10 @@ async def chat_completions(request: Request) -> Any:
     state = server_state(request)
     req = await decode_body(request, ChatCompletionRequest)
     check_model(state, req.model)
+    if req.tools and any(isinstance(t, dict) and t.get("type") == "mcp" for t in req.tools):
+        from ...mcp_host.loop import mcp_chat  # MCP tools: the server runs the tool loop
+
+        return await mcp_chat(request, state, req)
     engine = state.engine
     prompt_ids = render_chat(engine.tokenizer, req, state.settings.default_chat_template_kwargs)
     requested = req.max_completion_tokens if req.max_completion_tokens is not None else req.max_tokens

@@ -70,7 +70,7 @@ class McpCallResult(msgspec.Struct, kw_only=True):
     duration_ms: float = 0.0
 
 
-class McpCall(msgspec.Struct, kw_only=True, omit_defaults=True):
+class McpCall(msgspec.Struct, kw_only=True):
     """One MCP call of a server-side loop (the shape of OpenAI's ``mcp_call`` output item).
 
     ``status``: "in_progress" (streamed when it starts), "completed" (the tool ran; ``error``
