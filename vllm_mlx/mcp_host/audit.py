@@ -24,7 +24,7 @@ def open_audit_file(path: str) -> None:
 def audit(*, server: str, tool: str, outcome: str, duration_s: float, args_bytes: int, result_bytes: int,
           truncated: bool = False, request_id: str | None = None) -> None:
     """``outcome`` is one of: ok, tool_error, invalid_arguments, not_allowed, disabled,
-    unavailable, timeout, connection_lost, failed."""
+    unavailable, timeout, connection_lost, failed, cancelled (the client went away mid-call)."""
     log.info(json.dumps({
         "ts": round(time.time(), 3), "event": "mcp_call", "server": server, "tool": tool, "outcome": outcome,
         "duration_ms": round(duration_s * 1000, 1), "args_bytes": args_bytes, "result_bytes": result_bytes,

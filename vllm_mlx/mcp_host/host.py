@@ -12,7 +12,7 @@ from typing import Any
 from .audit import audit
 from .config import HostOptions, McpConfig
 from .policy import ToolArgumentsError, check_arguments, parse_arguments
-from .sessions import CallFailure, ServerConnection
+from .sessions import CallFailure, ServerConnection, describe
 from .tools import HostedTool, function_name, result_text, truncate
 
 
@@ -117,7 +117,7 @@ class McpHost:
         conn = self.servers[hosted.server]
         args_text = arguments if isinstance(arguments, str) else json.dumps(arguments or {}, ensure_ascii=False)
         result = CallOutcome(name=hosted.name, server=hosted.server, tool=hosted.tool, arguments=args_text,
-                             outcome="ok")
+                             outcome="cancelled")  # what the audit line says if the caller goes away mid-call
         start = time.monotonic()
         try:
             refusal = self.why_unusable(hosted)
@@ -132,15 +132,17 @@ class McpHost:
             answer = await conn.call(hosted.tool, args, limit)
             text, result.truncated = truncate(result_text(answer), self.options.max_result_bytes)
             result.output = text
-            result.outcome = "tool_error" if answer.is_error else "ok"
             result.content = [_block(b) for b in answer.content or []]
             if result.truncated:
                 result.content = [{"type": "text", "text": text}]
             else:
                 result.structured_content = answer.structured_content
+            result.outcome = "tool_error" if answer.is_error else "ok"
             await conn.refresh()  # catch a definition changed under us before the next call
         except CallFailure as exc:
             result.outcome, result.error = exc.outcome, exc.message
+        except Exception as exc:  # noqa: BLE001 - e.g. a result we cannot read: a failed call, not a 500
+            result.outcome, result.error = "failed", f"calling {hosted.name} failed: {describe(exc)}"
         finally:
             result.duration_s = time.monotonic() - start
             audit(server=hosted.server, tool=hosted.tool, outcome=result.outcome, duration_s=result.duration_s,
