@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+import time
 
 from vllm_mlx.core import AsyncEngine, Engine, EngineConfig, SamplingParams
 from vllm_mlx.core import scheduler as scheduler_module
@@ -72,5 +73,38 @@ def test_request_timeout_ends_only_requests_past_their_deadline(mlx_model):
         assert 0 < len(long.token_ids) < 100_000
         assert short.finish_reason == "length" and len(short.token_ids) == 4
         assert eng.kv_stats()["blocks_working"] == 0 and eng.state == "running"
+    finally:
+        eng.shutdown()
+
+
+def test_a_parser_that_raises_fails_only_its_sequence(mlx_model):
+    from vllm_mlx.plugins.interfaces import ReasoningParser
+
+    class Exploding(ReasoningParser):
+        name = "exploding"
+
+        def feed(self, text):
+            self.calls = getattr(self, "calls", 0) + 1
+            if self.calls > 2:
+                raise ValueError("parser bug")
+            return "", text
+
+    model, tok = mlx_model
+    eng = Engine(model, tok, EngineConfig(max_num_seqs=8)).start()
+    try:
+        ae = AsyncEngine(eng)
+        params = SamplingParams(max_tokens=12, temperature=0.0, ignore_eos=True)
+
+        async def go():
+            bad = ae.generate_all([5, 6, 7], params, parsers=lambda i: (Exploding(tok), None))
+            good = [ae.generate_all([5, 6, 7 + k], params) for k in range(4)]
+            return [r[0] for r in await asyncio.gather(bad, *good)]
+
+        bad, *good = asyncio.run(go())
+        assert bad.finish_reason == "error" and "output processing failed: ValueError: parser bug" in bad.error
+        assert all(r.finish_reason == "length" and len(r.token_ids) == 12 for r in good)
+        assert eng.state == "running"
+        time.sleep(0.2)  # the aborted sequence leaves the batch at the next step
+        assert eng.num_running == 0 and eng.kv_stats()["blocks_working"] == 0
     finally:
         eng.shutdown()

@@ -46,6 +46,8 @@ chat_bodies = st.fixed_dictionaries(
         "model": st.sampled_from(["default", "random-llama", "nope", ""]),
         "chat_template_kwargs": json_values,
         "unknown_field": json_values,
+        "cache_salt": st.one_of(st.text(max_size=10), json_values),
+        "response_format": json_values,
     })
 
 completion_bodies = st.fixed_dictionaries(
@@ -86,3 +88,35 @@ def test_completions_never_5xx(server, body):
 def test_arbitrary_bytes_never_5xx(server, raw):
     resp = httpx.post(server.url + "/v1/chat/completions", content=raw, headers=AUTH, timeout=30)
     assert resp.status_code < 500, resp.text
+
+
+def check_text(server, path: str, text: str) -> None:
+    resp = httpx.post(server.url + path, content=text.encode(), headers=AUTH, timeout=120)
+    assert resp.status_code < 500, resp.text[:500]
+    if resp.status_code >= 400:
+        err = resp.json()["error"]
+        assert set(err) == {"message", "type", "param", "code"} and err["message"]
+
+
+def test_deep_nesting_huge_and_empty_strings_never_5xx(server):
+    depth = 5000  # written as text: Python's json module cannot even encode this
+    deep_list = "[" * depth + '"x"' + "]" * depth
+    deep_obj = '{"a":' * depth + "{}" + "}" * depth
+    user = '{"role": "user", "content": %s}'
+    for text in [
+        '{"messages": %s}' % deep_list,
+        '{"messages": [%s]}' % (user % deep_list),
+        '{"messages": [%s], "tools": [%s]}' % (user % '"hi"', deep_obj),
+        '{"messages": [%s], "unknown": %s}' % (user % '"hi"', deep_obj),
+        '{"prompt": %s}' % deep_list,
+    ]:
+        check_text(server, "/v1/chat/completions" if "messages" in text else "/v1/completions", text)
+    huge = "lorem ipsum " * 100_000  # 1.2 MB of text: far beyond the 512-token context
+    for body in [
+        {"messages": [{"role": "user", "content": huge}]},
+        {"messages": [{"role": "user", "content": ""}], "max_tokens": 2},
+        {"messages": [{"role": "user", "content": "\u0000\ud7ff\ue000\U0010ffff 日本語 🎉" * 50}], "max_tokens": 2},
+        {"messages": [{"role": "user", "content": "hi"}], "stop": [""], "max_tokens": 2},
+    ]:
+        check(server, "/v1/chat/completions", body)
+    check(server, "/v1/completions", {"prompt": huge})

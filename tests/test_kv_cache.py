@@ -296,6 +296,7 @@ def test_ten_turn_conversation_prefills_only_new_tokens_plus_one_block(mlx_model
     try:
         rng = random.Random(9)
         convo = [rng.randrange(5, vocab) for _ in range(120)]  # system prompt + first user message
+        new = 0
         for turn in range(10):
             r = run_all(eng, [convo], _with(GREEDY, max_tokens=12, ignore_eos=True))[0]
             prefilled = len(convo) - r.cached_tokens

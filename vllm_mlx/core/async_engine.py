@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import logging
 import time
+import traceback
 import uuid
 from dataclasses import dataclass, field
 from typing import Any, AsyncIterator, Callable
@@ -22,6 +24,8 @@ from .metrics import Metrics
 from .output import LogprobEntry, SequenceDelta, SequenceOutput
 from .params import SamplingParams
 from .request import EngineRequest, TokenEvent
+
+log = logging.getLogger("vllm_mlx.engine")
 
 ParserFactory = Callable[[int], tuple[Any, Any]]  # sequence index -> (reasoning, tool) parsers
 
@@ -126,7 +130,10 @@ class AsyncEngine:
                     sub_id, out = by_index[index]
                     if sub_id not in open_ids:
                         continue
-                    delta = out.process(events)
+                    try:
+                        delta = out.process(events)
+                    except Exception as exc:  # noqa: BLE001 - a parser or detokenizer bug ends this sequence only
+                        delta = self._failed(out, exc)
                     if out.finished:
                         open_ids.discard(sub_id)
                         self.in_flight -= 1
@@ -143,6 +150,13 @@ class AsyncEngine:
                 sink.routes.pop(sub_id, None)
                 self.engine.abort(sub_id)
                 self.metrics.finish("abort")
+
+    @staticmethod
+    def _failed(out: SequenceOutput, exc: Exception) -> SequenceDelta:
+        message = f"output processing failed: {type(exc).__name__}: {exc}"
+        log.error("%s\n%s", message, traceback.format_exc())
+        out.finished, out.finish_reason = True, "error"
+        return SequenceDelta(out.index, finish_reason="error", error=message, num_tokens=out.num_tokens)
 
     def _observe_token(self, index: int, at: float, arrival: float, last: dict[int, float]) -> None:
         prev = last.get(index)

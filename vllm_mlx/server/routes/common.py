@@ -25,9 +25,34 @@ async def decode_body(request: Request, kind: type[T]) -> T:
     if not body.strip():
         raise bad_request("Request body is empty; send a JSON object", code="invalid_json")
     try:
-        return msgspec.json.decode(body, type=kind)
+        obj = msgspec.json.decode(body, type=kind)
     except msgspec.MsgspecError as exc:
         raise from_decode_error(exc) from None
+    except RecursionError:  # msgspec's decoder gives up on very deep nesting
+        raise bad_request(f"JSON is nested more than {MAX_DEPTH} levels deep", code="invalid_json") from None
+    if body.count(b"[") + body.count(b"{") > MAX_DEPTH:  # cheap bound: only then can it be too deep
+        check_depth(obj)
+    return obj
+
+
+MAX_DEPTH = 64
+
+
+def check_depth(obj: object, limit: int = MAX_DEPTH) -> None:
+    """Reject free-form JSON (tools, schemas, template arguments) nested deeper than
+    ``limit``: the chat template and schema code recurse, and a 5,000-deep object
+    would otherwise end in a RecursionError. Iterative, so it cannot recurse itself."""
+    stack = [(obj, 0)]
+    while stack:
+        item, depth = stack.pop()
+        if depth > limit:
+            raise bad_request(f"JSON is nested more than {limit} levels deep", code="invalid_json")
+        if isinstance(item, dict):
+            stack.extend((v, depth + 1) for v in item.values())
+        elif isinstance(item, (list, tuple)):
+            stack.extend((v, depth + 1) for v in item)
+        elif isinstance(item, msgspec.Struct):
+            stack.extend((getattr(item, f), depth + 1) for f in item.__struct_fields__)
 
 
 def server_state(request: Request) -> ServerState:
