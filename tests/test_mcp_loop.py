@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 
+import httpx
 import openai
 import pytest
 
@@ -83,6 +84,31 @@ def test_the_iteration_cap_ends_the_loop(client, stream, asked):
     assert calls[0]["output"] == "Read loop.txt again." and "max_tool_iterations" in calls[1]["error"]
 
 
+def test_loops_run_side_by_side_with_other_requests(mcp_stack, client):
+    """Every model turn is an ordinary engine request: loops and plain requests batched together
+    give the answers they give alone."""
+    import asyncio
+
+    jobs = [("What is in notes.txt?", [mcp_tool("files", "read_file")]),
+            ("What is in todo.txt?", [mcp_tool("web", "read_file")]),
+            ("Weather in Paris?", [mcp_tool("files", "read_file"), WEATHER])] * 3
+
+    def summary(r):
+        m = r.choices[0].message
+        return (m.content, r.choices[0].finish_reason, [c["output"] for c in m.model_extra["mcp_calls"]],
+                [(c.function.name, c.function.arguments) for c in m.tool_calls or []])
+
+    solo = [summary(ask(client, text, tools)) for text, tools in jobs[:3]] * 3
+
+    async def together():
+        aclient = openai.AsyncOpenAI(base_url=mcp_stack.url + "/v1", api_key=API_KEY, max_retries=0, timeout=120)
+        return await asyncio.gather(*(aclient.chat.completions.create(
+            model="default", messages=[{"role": "user", "content": text}], tools=tools, temperature=0,
+            max_tokens=60) for text, tools in jobs))
+
+    assert [summary(r) for r in asyncio.run(together())] == solo
+
+
 def test_zero_iterations_runs_no_call(client):
     _, finish, stop_reason, calls, _, _ = run(client, "What is in notes.txt?", [mcp_tool("files", "read_file")],
                                               False, max_tool_iterations=0)
@@ -150,3 +176,14 @@ def test_plain_chat_still_works_beside_mcp(client):
     r = ask(client, "Weather in Paris?", [WEATHER])  # no MCP entry: the ordinary route
     assert r.choices[0].finish_reason in ("stop", "length", "tool_calls")
     assert "mcp_calls" not in (r.choices[0].message.model_extra or {})
+
+
+def test_without_an_mcp_config_mcp_tools_are_a_400_and_the_routes_404(server):
+    from conftest import API_KEY as KEY
+
+    auth = {"Authorization": f"Bearer {KEY}"}
+    resp = httpx.post(server.url + "/v1/chat/completions", headers=auth, timeout=60, json={
+        "messages": [{"role": "user", "content": "hi"}], "tools": [{"type": "mcp", "server_label": "files"}]})
+    assert resp.status_code == 400 and resp.json()["error"]["code"] == "mcp_not_configured"
+    resp = httpx.get(server.url + "/v1/mcp/servers", headers=auth, timeout=60)
+    assert resp.status_code == 404 and resp.json()["error"]["code"] == "mcp_not_configured"

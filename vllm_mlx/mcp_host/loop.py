@@ -158,10 +158,17 @@ async def _expand(host: McpHost, entry: dict, i: int) -> list[HostedTool]:
 
 
 def first_turn_tokens(state: Any, plan: LoopPlan) -> list[int]:
+    """The first prompt, after every check a turn makes (so a bad request is a 400 before a stream starts)."""
+    from ..server.routes.chat import make_parsers
+    from ..server.structured import plan_output
+
     req = plan.request
     prompt = render_chat(state.engine.tokenizer, req, state.settings.default_chat_template_kwargs)
     requested = req.max_completion_tokens if req.max_completion_tokens is not None else req.max_tokens
-    resolve_max_tokens(requested, len(prompt), state.settings.max_model_len, default=None)
+    max_tokens = resolve_max_tokens(requested, len(prompt), state.settings.max_model_len, default=None)
+    to_sampling_params(req, max_tokens=max_tokens, logprobs=None, vocab_size=state.engine.engine.vocab_size,
+                       defaults=state.settings.sampling_defaults)
+    make_parsers(state, req, prompt, plan_output(req))  # 400 when the server reads no tool calls
     return prompt
 
 
@@ -183,6 +190,9 @@ class ToolLoop:
         final = Final()
         requested = req.max_completion_tokens if req.max_completion_tokens is not None else req.max_tokens
         for turn in range(plan.iterations + 1):
+            if turn and time.monotonic() >= plan.deadline:  # results are in, but no time for another turn
+                final.finish_reason, final.stop_reason = "length", "mcp_total_timeout"
+                break
             turn_req = msgspec.structs.replace(req, messages=messages)
             prompt = self.first_prompt if turn == 0 else \
                 render_chat(engine.tokenizer, turn_req, state.settings.default_chat_template_kwargs)
@@ -217,22 +227,16 @@ class ToolLoop:
                 final.finish_reason = "tool_calls"
             if not mcp_calls:
                 break
-            limit = None
-            if turn >= plan.iterations:
-                limit = "max_tool_iterations"
-            elif time.monotonic() >= plan.deadline:
-                limit = "mcp_total_timeout"
-            if limit is not None:
-                for call in mcp_calls:
+            results, limit = [], "max_tool_iterations" if turn >= plan.iterations else None
+            for call in mcp_calls:
+                if limit is None and time.monotonic() >= plan.deadline:
+                    limit = "mcp_total_timeout"
+                if limit is not None:
                     record = self._record(call, turn, "not_run")
                     record.error = f"not run: the loop reached its {limit} limit"
                     final.calls.append(record)
                     yield "call", record
-                if not final.client_calls:
-                    final.finish_reason, final.stop_reason = "length", limit
-                break
-            results = []
-            for call in mcp_calls:
+                    continue
                 record = self._record(call, turn, "in_progress")
                 yield "call", record
                 timeout = max(0.1, plan.deadline - time.monotonic())
@@ -241,6 +245,10 @@ class ToolLoop:
                 final.calls.append(record)
                 results.append((call, done))
                 yield "call", record
+            if limit is not None:
+                if not final.client_calls:
+                    final.finish_reason, final.stop_reason = "length", limit
+                break
             if final.client_calls:  # the client runs its own calls; the MCP results of this turn are reported
                 break
             messages = messages + _turn_messages(result.text, results)

@@ -24,6 +24,11 @@ from .tools import fingerprint
 
 log = logging.getLogger("vllm_mlx.mcp")
 
+try:
+    _Group = BaseExceptionGroup
+except NameError:  # Python 3.10: anyio's backport
+    from exceptiongroup import BaseExceptionGroup as _Group
+
 _PAGE_CAP = 100  # tools/list pages read at most (a server that never stops paging cannot hang us)
 
 
@@ -38,7 +43,7 @@ class CallFailure(Exception):
 
 def describe(exc: BaseException) -> str:
     """A short reason for a failure, from the first leaf of an exception group."""
-    while isinstance(exc, BaseExceptionGroup) and exc.exceptions:
+    while isinstance(exc, _Group) and exc.exceptions:
         exc = exc.exceptions[0]
     text = str(exc).strip()
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
@@ -100,7 +105,7 @@ class ServerConnection:
         while self._client is None and self.starting and time.monotonic() < deadline:
             try:
                 await asyncio.wait_for(self._connected.wait(), min(0.25, max(0.0, deadline - time.monotonic())))
-            except TimeoutError:
+            except asyncio.TimeoutError:  # (TimeoutError itself from 3.11 on)
                 pass
         return self._client is not None
 
@@ -130,7 +135,7 @@ class ServerConnection:
 
     def _describe_start_failure(self, exc: BaseException) -> str:
         leaf = exc
-        while isinstance(leaf, BaseExceptionGroup) and leaf.exceptions:
+        while isinstance(leaf, _Group) and leaf.exceptions:
             leaf = leaf.exceptions[0]
         if self.config.transport == "stdio" and isinstance(leaf, OSError) and self._client is None:
             # uvloop's spawn errors do not name the file
@@ -188,7 +193,7 @@ class ServerConnection:
             try:
                 await asyncio.wait_for(self._lost.wait(), self.options.health_interval)
                 return
-            except TimeoutError:
+            except asyncio.TimeoutError:  # (TimeoutError itself from 3.11 on)
                 pass
             try:
                 with anyio.fail_after(self.connect_timeout):
@@ -250,7 +255,7 @@ class ServerConnection:
             # the SDK's own timeout cancels the request on the server; ours is the backstop
             return await asyncio.wait_for(client.call_tool(tool, arguments, read_timeout_seconds=timeout),
                                           timeout + 2.0)
-        except TimeoutError:
+        except asyncio.TimeoutError:
             raise CallFailure("timeout", f"tool {tool!r} of MCP server {self.name!r} did not answer within "
                                          f"{timeout:g}s") from None
         except MCPError as exc:
