@@ -183,6 +183,8 @@ class ServerConnection:
         import httpx2
         from mcp.client.streamable_http import streamable_http_client
 
+        logging.getLogger("httpx2").setLevel(logging.WARNING)  # not a log line per MCP request
+
         http = await stack.enter_async_context(httpx2.AsyncClient(
             headers=cfg.headers, timeout=httpx2.Timeout(self.connect_timeout, read=max(300.0, self.call_timeout))))
         return streamable_http_client(cfg.url, http_client=http)
