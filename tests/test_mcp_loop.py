@@ -187,3 +187,27 @@ def test_without_an_mcp_config_mcp_tools_are_a_400_and_the_routes_404(server):
     assert resp.status_code == 400 and resp.json()["error"]["code"] == "mcp_not_configured"
     resp = httpx.get(server.url + "/v1/mcp/servers", headers=auth, timeout=60)
     assert resp.status_code == 404 and resp.json()["error"]["code"] == "mcp_not_configured"
+
+
+def test_the_total_time_cap_ends_the_loop(mcp_model_dir, tmp_path):
+    """With --mcp-total-timeout 2 and a read_file that takes 3 s, the call is cut at the cap and
+    no further model turn runs."""
+    import sys
+
+    from mcp_model import TOOLBOX
+    from server_process import ServerProcess
+
+    config = tmp_path / "mcp.json"
+    config.write_text(json.dumps({"mcpServers": {"files": {
+        "command": sys.executable, "args": [str(TOOLBOX)], "env": {"TOOLBOX_DELAY": "3"}}}}))
+    srv = ServerProcess([str(mcp_model_dir), "--tool-call-parser", "hermes", "--mcp-config", str(config),
+                         "--mcp-total-timeout", "2"], log_path=tmp_path / "log").wait_ready()
+    try:
+        slow = openai.OpenAI(base_url=srv.url + "/v1", api_key="x", max_retries=0, timeout=60)
+        content, finish, stop_reason, calls, _, _ = run(slow, "What is in notes.txt?",
+                                                        [mcp_tool("files", "read_file")], False)
+        assert (finish, stop_reason) == ("length", "mcp_total_timeout")
+        assert [c["status"] for c in calls] == ["failed"] and "did not answer within" in calls[0]["error"]
+        assert calls[0]["duration_ms"] < 2500
+    finally:
+        srv.stop()

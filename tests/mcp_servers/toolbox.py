@@ -23,8 +23,9 @@ _count = [0]
 
 
 @app.tool()
-def read_file(path: str) -> str:
+async def read_file(path: str) -> str:
     """Read a text file."""
+    await asyncio.sleep(float(os.environ.get("TOOLBOX_DELAY", "0")))  # a slow disk, for the time-cap test
     return FILES.get(path, f"No such file: {path}")
 
 
