@@ -112,6 +112,16 @@ def test_oversized_results_are_truncated(mcp_stack):
     assert call(mcp_stack, "files__big", {"size": 10}).json()["truncated"] is False
 
 
+def test_images_are_described_to_the_model_and_cut_when_large(mcp_stack):
+    mcp_stack.wait_connected("files")
+    small = call(mcp_stack, "files__picture", {"size": 20}).json()
+    assert small["output"] == "[image image/png, 32 base64 characters]" and small["truncated"] is False
+    assert [(b["type"], b["mimeType"]) for b in small["content"]] == [("image", "image/png")]
+    large = call(mcp_stack, "files__picture", {"size": 6000}).json()  # 8000 base64 characters
+    assert large["truncated"] is True and large["output"] == "[image image/png, 8008 base64 characters]"
+    assert large["content"] == [{"type": "text", "text": large["output"]}]
+
+
 def test_allowed_and_blocked_tools(mcp_stack):
     mcp_stack.wait_connected("limited")
     assert call(mcp_stack, "limited__echo", {"text": "hi"}).json()["output"] == "hi"

@@ -133,10 +133,13 @@ class McpHost:
             text, result.truncated = truncate(result_text(answer), self.options.max_result_bytes)
             result.output = text
             result.content = [_block(b) for b in answer.content or []]
-            if result.truncated:
-                result.content = [{"type": "text", "text": text}]
-            else:
-                result.structured_content = answer.structured_content
+            result.structured_content = answer.structured_content
+            raw = len(json.dumps([result.content, result.structured_content], ensure_ascii=False,
+                                 default=str).encode())
+            # the blocks repeat the text (often twice, structured too); beyond that, e.g. an image: cut
+            if result.truncated or raw > 2 * self.options.max_result_bytes + 1024:
+                result.content, result.structured_content = [{"type": "text", "text": text}], None
+                result.truncated = True
             result.outcome = "tool_error" if answer.is_error else "ok"
             await conn.refresh()  # catch a definition changed under us before the next call
         except CallFailure as exc:
