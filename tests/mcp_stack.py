@@ -100,3 +100,17 @@ def start_stack(model_dir: Path, tmp: Path) -> McpStack:
         toolbox.kill()
         raise
     return McpStack(srv, toolbox, audit)
+
+
+def toolbox_pids(tag: str) -> set[int]:
+    """Live processes whose command line holds ``tag``."""
+    pids = set()
+    for proc in Path("/proc").iterdir():
+        try:
+            if proc.name.isdigit() and tag.encode() in (proc / "cmdline").read_bytes():
+                state = (proc / "stat").read_text().rsplit(")", 1)[1].split()[0]
+                if state != "Z":
+                    pids.add(int(proc.name))
+        except OSError:
+            pass
+    return pids

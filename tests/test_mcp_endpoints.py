@@ -155,6 +155,8 @@ def test_a_server_that_crashes_mid_call_is_reported_and_restarted(mcp_stack):
     attempts = mcp_stack.wait_connected("faulty")["faulty"]["attempts"]
     resp = call(mcp_stack, "faulty__crash")
     assert resp.status_code == 424 and error_of(resp)["code"] == "mcp_connection_lost"
+    resp = call(mcp_stack, "faulty__echo", {"text": "too soon"})  # reconnecting waits a backoff of 1 s first
+    assert resp.status_code == 424 and error_of(resp)["code"] in ("mcp_server_unavailable", "mcp_connection_lost")
     status = mcp_stack.wait_connected("faulty", timeout=60)["faulty"]
     assert status["attempts"] == attempts + 1
     assert call(mcp_stack, "faulty__echo", {"text": "back"}).json()["output"] == "back"

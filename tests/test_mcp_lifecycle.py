@@ -10,25 +10,12 @@ import socket
 import sys
 import time
 import uuid
-from pathlib import Path
 
 import httpx
 
 from mcp_model import TOOLBOX
+from mcp_stack import toolbox_pids
 from server_process import ServerProcess
-
-
-def toolbox_pids(tag: str) -> set[int]:
-    pids = set()
-    for proc in Path("/proc").iterdir():
-        try:
-            if proc.name.isdigit() and tag.encode() in (proc / "cmdline").read_bytes():
-                state = (proc / "stat").read_text().rsplit(")", 1)[1].split()[0]
-                if state != "Z":
-                    pids.add(int(proc.name))
-        except OSError:
-            pass
-    return pids
 
 
 def test_a_silent_server_is_retried_in_the_background_and_sigterm_closes_every_child(random_model_dir, tmp_path):

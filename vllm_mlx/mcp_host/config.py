@@ -63,7 +63,7 @@ class HostOptions:
     max_tool_iterations: int = 10  # the most rounds of tool calls one request may ask for
     default_tool_iterations: int = 4  # when a request names none (never above max_tool_iterations)
     max_result_bytes: int = 32768  # a tool result longer than this (UTF-8) is truncated
-    health_interval: float = 30.0  # seconds between pings (and tool re-listings) of a connected server
+    health_interval: float = 30.0  # seconds between tool re-listings (the health check) of a connected server
     retry_initial: float = 1.0  # first reconnection delay; doubles up to retry_max
     retry_max: float = 60.0
 

@@ -72,7 +72,8 @@ class McpHost:
     # -- tools --------------------------------------------------------------
 
     def tools(self, server: str | None = None, *, usable_only: bool = True) -> list[HostedTool]:
-        """Tools under the names the model sees, sorted so names are stable."""
+        """Tools under the names the model sees, sorted so names are stable. Usable: allowed, not
+        disabled, and their server connected (a server being reconnected keeps its last listing)."""
         out, taken = [], set()
         for name in sorted(self.servers):
             conn = self.servers[name]
@@ -81,7 +82,8 @@ class McpHost:
                 hosted = HostedTool.of(name, tool, function_name(name, tool_name, taken),
                                        conn.fingerprints.get(tool_name, ""))
                 taken.add(hosted.name)
-                if (server is None or server == name) and (not usable_only or self.why_unusable(hosted) is None):
+                usable = conn.status == "connected" and self.why_unusable(hosted) is None
+                if (server is None or server == name) and (usable or not usable_only):
                     out.append(hosted)
         return out
 

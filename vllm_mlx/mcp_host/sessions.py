@@ -67,6 +67,7 @@ class ServerConnection:
         self._lost = asyncio.Event()
         self._stopping = False
         self._listing = asyncio.Lock()
+        self._up_since: float | None = None  # time.monotonic() of the last successful connection
 
     @property
     def connect_timeout(self) -> float:
@@ -117,9 +118,9 @@ class ServerConnection:
             began = time.monotonic()
             try:
                 await self._connection()
-            except asyncio.CancelledError:
+            except (asyncio.CancelledError, KeyboardInterrupt, SystemExit):
                 raise
-            except BaseException as exc:  # noqa: BLE001 - anything from the transport: report, retry
+            except BaseException as exc:  # noqa: BLE001 - anything from the transport (groups too): report, retry
                 self.last_error = self._describe_start_failure(exc)
             finally:
                 self._client = None
@@ -127,7 +128,7 @@ class ServerConnection:
             if self._stopping:
                 return
             self.status = "failed"
-            if self.connected_at is not None and self.connected_at >= began and time.monotonic() - began > 60:
+            if self._up_since is not None and self._up_since >= began and time.monotonic() - self._up_since > 60:
                 delay = self.options.retry_initial  # it ran a good while: start the backoff over
             log.warning("MCP server %r is unavailable (%s); retrying in %.1fs", self.name, self.last_error, delay)
             await asyncio.sleep(delay)
@@ -163,6 +164,7 @@ class ServerConnection:
                     self._client = client
                     self.status = "connected"
                     self.connected_at = time.time()
+                    self._up_since = time.monotonic()
                     self.last_error = None
                     self._connected.set()
                     log.info("MCP server %r connected: %d tools", self.name, len(self.tools))
@@ -190,7 +192,8 @@ class ServerConnection:
         return streamable_http_client(cfg.url, http_client=http)
 
     async def _watch(self, client: Any) -> None:
-        """Ping and re-list every ``health_interval`` seconds; return when the server is lost."""
+        """Re-list the tools every ``health_interval`` seconds (the health check: servers of the
+        2026 protocol answer no ``ping``); return when the server is lost."""
         while True:
             try:
                 await asyncio.wait_for(self._lost.wait(), self.options.health_interval)
@@ -199,7 +202,6 @@ class ServerConnection:
                 pass
             try:
                 with anyio.fail_after(self.connect_timeout):
-                    await client.send_ping()
                     await self._relist(client)
             except Exception as exc:  # noqa: BLE001
                 self.last_error = f"health check failed: {describe(exc)}"
