@@ -123,8 +123,7 @@ class ServerConnection:
             except BaseException as exc:  # noqa: BLE001 - anything from the transport (groups too): report, retry
                 self.last_error = self._describe_start_failure(exc)
             finally:
-                self._client = None
-                self._connected.clear()
+                self._forget()
             if self._stopping:
                 return
             self.status = "failed"
@@ -142,6 +141,13 @@ class ServerConnection:
             # uvloop's spawn errors do not name the file
             return f"cannot start {self.config.command!r}: {leaf.strerror or leaf}"
         return describe(exc)
+
+    def _forget(self) -> None:
+        """The connection is gone (or going): no new call may use it."""
+        self._client = None
+        self._connected.clear()
+        if self.status == "connected":
+            self.status = "failed"
 
     async def _connection(self) -> None:
         """Connect, list tools, then watch the server until it is lost (returns) or stopped (cancelled)."""
@@ -169,6 +175,7 @@ class ServerConnection:
                     self._connected.set()
                     log.info("MCP server %r connected: %d tools", self.name, len(self.tools))
                     await self._watch(client)
+                    self._forget()  # lost: new calls fail at once instead of meeting a closing client
             finally:
                 timer.cancel()
         if scope.cancelled_caught and self._client is None:
@@ -269,6 +276,7 @@ class ServerConnection:
             if exc.code == CONNECTION_CLOSED:
                 self.last_error = f"connection closed during a call of {tool!r}"
                 self._lost.set()
+                self._forget()
                 raise CallFailure("connection_lost", f"MCP server {self.name!r} closed the connection during the "
                                                      f"call (it may have crashed); reconnecting") from None
             raise CallFailure("failed", f"MCP server {self.name!r} answered with an error: {exc.message}") from None
