@@ -44,6 +44,7 @@ class ServeOptions:
     allowed_origins: list[str] = field(default_factory=list)
     default_chat_template_kwargs: dict[str, Any] = field(default_factory=dict)
     log_level: str = "info"
+    runner: str = "auto"  # vLLM's --runner: auto, generate, pooling (embeddings)
     mcp_config: str | None = None  # an mcp.json file: MCP servers the server connects to (mcp_host/)
     mcp_options: Any = None  # mcp_host.HostOptions; None: its defaults
     mcp_audit_log: str | None = None  # also append one JSON line per MCP tool call to this file
@@ -53,7 +54,15 @@ def build_state(opts: ServeOptions, plugins: PluginManager | None = None) -> Ser
     """Load plugins and the model, start the engine; returns what ``create_app`` needs."""
     mcp = _mcp_host(opts)  # a bad config fails before the model loads
     plugins = plugins or PluginManager(extra=opts.plugins)
-    loaded = load_model(opts.model, plugins, kinds=("llm",))
+    loaded = load_model(opts.model, plugins, kinds=("llm", "embedding"), runner=opts.runner)
+    if loaded.kind == "embedding":
+        from .serving_embeddings import build_embedding_state
+
+        if mcp is not None:
+            raise PluginError("--mcp-config needs a generative model (the model calls the tools); "
+                              f"{opts.model} is an embedding model")
+
+        return build_embedding_state(opts, loaded)
     reasoning = opts.reasoning_parser or loaded.default_reasoning_parser
     tools = opts.tool_call_parser or plugins.detect_tool_parser(chat_template_text(loaded.tokenizer)) \
         or loaded.default_tool_parser

@@ -38,6 +38,7 @@ class EngineBenchConfig:
     seed: int = 1
     ignore_eos: bool = True
     warmup: bool = True
+    prefix_caching: bool = True
 
 
 def load_llm(model: str | None):
@@ -45,7 +46,7 @@ def load_llm(model: str | None):
     from ..model_source import load_model
     from ..plugins import PluginManager
 
-    loaded = load_model(model, PluginManager())
+    loaded = load_model(model, PluginManager(), runner="generate")
     if loaded.kind != "llm":
         raise BenchError(f"{loaded.path} is a {loaded.kind} model; the benchmark runs text models (llm) only")
     return loaded
@@ -109,6 +110,7 @@ def engine_bench(cfg: EngineBenchConfig, report: Callable[[dict], None], loaded:
     loaded = loaded or load_llm(cfg.model)
     engine = Engine(loaded.model, loaded.tokenizer, EngineConfig(
         max_num_seqs=cfg.max_num_seqs, prefill_step_size=cfg.prefill_step_size,
+        prefix_caching=cfg.prefix_caching,
     )).start()
     try:
         return asyncio.run(run_levels(AsyncEngine(engine), loaded.tokenizer, cfg, report))
