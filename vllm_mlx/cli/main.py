@@ -10,6 +10,7 @@ import sys
 import click
 
 from .. import __version__
+from .mcp import mcp, mcp_serve_kwargs, mcp_serve_options
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -108,15 +109,17 @@ def _json_object(ctx, param, value):
 @click.option("--mllm", is_flag=True, help="Accepted for older command lines: vision models are detected.")
 @click.option("--log-level", default="info", show_default=True,
               type=click.Choice(["critical", "error", "warning", "info", "debug"]), help="Logging detail.")
+@mcp_serve_options
 def serve(model, host, port, api_key, served_model_name, max_num_seqs, max_queue, max_model_len, prefill_step_size, plugins,
           reasoning_parser, tool_call_parser, model_aliases, ping_interval, enable_auto_tool_choice, default_chat_template_kwargs, allowed_origins,
           cache_policy, kv_cache_memory, block_size, enable_prefix_caching, kv_cache_bits, kv_cache_group_size,
           sliding_window, prefix_cache_dir, request_timeout, shutdown_timeout, runner, continuous_batching,
-          model_option, mllm, log_level):
+          model_option, mllm, log_level, **mcp_options):
     """Serve MODEL (a local folder or a Hugging Face repo id) on an OpenAI-compatible API.
 
     With no MODEL, serves the built-in demo model (built once into the user cache, offline).
     """
+    from ..mcp_host import McpConfigError
     from ..model_source import ModelSourceError
     from ..plugins import PluginError
     from ..serving import ServeOptions, serve as run_server
@@ -137,11 +140,11 @@ def serve(model, host, port, api_key, served_model_name, max_num_seqs, max_queue
         kv_cache_group_size=int(kv_cache_group_size), sliding_window=sliding_window,
         prefix_cache_dir=prefix_cache_dir, shutdown_timeout=shutdown_timeout,
         request_timeout=request_timeout, runner=runner, model_aliases=list(model_aliases),
-        ping_interval=ping_interval,
+        ping_interval=ping_interval, **mcp_serve_kwargs(mcp_options),
     )
     try:
         run_server(opts)
-    except (ModelSourceError, PluginError) as exc:
+    except (ModelSourceError, PluginError, McpConfigError) as exc:
         click.echo(f"error: {exc}", err=True)
         sys.exit(2)
 
@@ -184,6 +187,7 @@ def plugins_cmd(extra, as_json):
 from .bench import bench  # noqa: E402  (registers the bench group)
 
 cli.add_command(bench)
+cli.add_command(mcp)
 
 if __name__ == "__main__":
     cli()

@@ -77,12 +77,14 @@ def prepare(state: ServerState, req: ChatRequest) -> "Generation":
     plan = plan_output(req) if req.messages is not None else OutputPlan("none")
     params = to_sampling_params(req.sampling, max_tokens=max_tokens, logprobs=req.logprobs,
                                 vocab_size=state.engine.engine.vocab_size, defaults=state.settings.sampling_defaults)
-    parsers = _parsers(state, req, prompt_ids, plan) if req.messages is not None else None
+    parsers = make_parsers(state, req, prompt_ids, plan) if req.messages is not None else None
     return Generation(state, req, prompt_ids, params, plan, parsers,
                       clamped=req.max_tokens is not None and max_tokens < req.max_tokens)
 
 
-def _parsers(state: ServerState, req: ChatRequest, prompt_ids: list[int], plan: OutputPlan):
+def make_parsers(state: ServerState, req: ChatRequest, prompt_ids: list[int], plan: OutputPlan):
+    """The per-sequence parser factory for ``req`` (None when no parser runs); a 400 when the
+    request needs tool calls read and the server reads none."""
     # Under a grammar the reply is constrained from its first token: there is no reasoning block to split.
     reasoning_cls = state.reasoning_parser_cls if plan.schema is None else None
     tool_cls, tool_options = None, {}
