@@ -47,8 +47,13 @@ class ServeOptions:
     max_queue: int = 1024
     allowed_origins: list[str] = field(default_factory=list)
     default_chat_template_kwargs: dict[str, Any] = field(default_factory=dict)
+    model_aliases: list[str] = field(default_factory=list)  # "NAME=SERVED", NAME may be a glob
+    ping_interval: float = 10.0
     log_level: str = "info"
     runner: str = "auto"  # vLLM's --runner: auto, generate, pooling (embeddings)
+    mcp_config: str | None = None  # an mcp.json file: MCP servers the server connects to (mcp_host/)
+    mcp_options: Any = None  # mcp_host.HostOptions; None: its defaults
+    mcp_audit_log: str | None = None  # also append one JSON line per MCP tool call to this file
 
 
 SERVED_KINDS = ("llm", "embedding", "stt", "tts")
@@ -57,6 +62,7 @@ PRIMARY_KINDS = ("llm", "embedding")  # served through ``ServerState.engine`` (o
 
 def build_state(opts: ServeOptions, plugins: PluginManager | None = None) -> ServerState:
     """Load plugins and every model, start their engines; returns what ``create_app`` needs."""
+    mcp = _mcp_host(opts)  # a bad config fails before the model loads
     plugins = plugins or PluginManager(extra=opts.plugins)
     specs = list(opts.models) or [opts.model]
     names = list(opts.served_model_names) or ([opts.served_model_name] if opts.served_model_name else [])
@@ -72,7 +78,7 @@ def build_state(opts: ServeOptions, plugins: PluginManager | None = None) -> Ser
                 if llm_state is not None:
                     raise PluginError("one server serves one LLM or embedding model for now (with any speech "
                                       "models); serve the others separately")
-                llm_state = _build_primary(opts, plugins, loaded, spec, name)
+                llm_state = _build_primary(opts, plugins, loaded, spec, name, mcp)
                 served.append(llm_state.models[0])
             else:
                 served.append(_build_speech(loaded, spec, name))
@@ -87,6 +93,8 @@ def build_state(opts: ServeOptions, plugins: PluginManager | None = None) -> Ser
                 m.runner.shutdown()
         raise
     if llm_state is None:
+        if mcp is not None:
+            raise PluginError("--mcp-config needs a generative model (the model calls the tools); none is served")
         settings = ServerSettings(served_model_name=served[0].name, api_key=opts.api_key,
                                   allowed_origins=tuple(opts.allowed_origins))
         llm_state = ServerState(engine=None, loaded=None, settings=settings)
@@ -106,13 +114,22 @@ def _build_speech(loaded, spec: str | None, name: str | None) -> ServedModel:
 
 
 def _build_primary(opts: ServeOptions, plugins: PluginManager, loaded, spec: str | None,
-                   served_name: str | None) -> ServerState:
+                   served_name: str | None, mcp: Any = None) -> ServerState:
+    name = served_name or ("vllm-mlx-demo" if loaded.is_demo and spec is None else (spec or str(loaded.path)))
+    aliases = tuple(a for a in {spec, str(loaded.path)} if a and a != name)
+    model_aliases = model_alias_names(opts.model_aliases, {name, "default", *aliases})
     if loaded.kind == "embedding":
         import dataclasses
 
         from .serving_embeddings import build_embedding_state
 
-        return build_embedding_state(dataclasses.replace(opts, model=spec, served_model_name=served_name), loaded)
+        if mcp is not None:
+            raise PluginError("--mcp-config needs a generative model (the model calls the tools); "
+                              f"{spec} is an embedding model")
+        state = build_embedding_state(dataclasses.replace(opts, model=spec, served_model_name=served_name), loaded)
+        state.settings.model_aliases = model_aliases
+        state.models[0].patterns = model_aliases
+        return state
     reasoning = opts.reasoning_parser or loaded.default_reasoning_parser
     tools = opts.tool_call_parser or plugins.detect_tool_parser(chat_template_text(loaded.tokenizer)) \
         or loaded.default_tool_parser
@@ -149,7 +166,6 @@ def _build_primary(opts: ServeOptions, plugins: PluginManager, loaded, spec: str
         log.warning("the KV cache holds %d tokens, less than the context of %d: limiting the context to it "
                     "(raise --kv-cache-memory for more)", engine.kv.capacity_tokens, max_model_len)
         max_model_len = engine.kv.capacity_tokens
-    name = served_name or ("vllm-mlx-demo" if loaded.is_demo and spec is None else (spec or str(loaded.path)))
     settings = ServerSettings(
         served_model_name=name,
         api_key=opts.api_key,
@@ -161,8 +177,10 @@ def _build_primary(opts: ServeOptions, plugins: PluginManager, loaded, spec: str
         max_queue=opts.max_queue,
         allowed_origins=tuple(opts.allowed_origins),
         default_chat_template_kwargs=dict(opts.default_chat_template_kwargs),
-        aliases=tuple(a for a in {spec, str(loaded.path)} if a and a != name),
+        aliases=aliases,
         sampling_defaults=sampling_defaults(loaded.path),
+        model_aliases=model_aliases,
+        ping_interval=opts.ping_interval,
     )
     if loaded.is_demo:
         log.warning("serving the built-in DEMO model %s: a tiny network trained on a few scripted "
@@ -170,7 +188,36 @@ def _build_primary(opts: ServeOptions, plugins: PluginManager, loaded, spec: str
     log.info("model %s (%s loader), context %d, reasoning parser %s, tool parser %s",
              name, loaded.loader, max_model_len, reasoning, tools)
     return ServerState(engine=AsyncEngine(engine), loaded=loaded, settings=settings,
-                       reasoning_parser_cls=reasoning_cls, tool_parser_cls=tool_cls)
+                       reasoning_parser_cls=reasoning_cls, tool_parser_cls=tool_cls, mcp=mcp)
+
+
+def _mcp_host(opts: ServeOptions):
+    """The MCP host for --mcp-config (not connected yet: the app starts it); raises McpConfigError."""
+    if not opts.mcp_config:
+        return None
+    from .mcp_host import HostOptions, McpHost, load_config
+    from .mcp_host.audit import open_audit_file
+
+    config = load_config(opts.mcp_config)
+    if opts.mcp_audit_log:
+        open_audit_file(opts.mcp_audit_log)
+    log.info("MCP config %s: servers %s", opts.mcp_config, ", ".join(config.servers) or "(none)")
+    return McpHost(config, opts.mcp_options or HostOptions())
+
+
+def model_alias_names(specs: list[str], served: set[str]) -> tuple[str, ...]:
+    """``--model-alias NAME=SERVED`` (NAME may be a glob such as ``claude-*``) -> the NAME patterns.
+    One model is served, so SERVED must name it (or be ``default``)."""
+    names = []
+    for spec in specs:
+        name, sep, target = spec.partition("=")
+        if not sep or not name.strip() or not target.strip():
+            raise PluginError(f"--model-alias {spec!r}: expected NAME=SERVED, e.g. 'claude-*=default'")
+        if target.strip() not in served:
+            raise PluginError(f"--model-alias {spec!r}: {target.strip()!r} is not the served model "
+                              f"(use 'default' or one of: {', '.join(sorted(served))})")
+        names.append(name.strip())
+    return tuple(names)
 
 
 def chat_template_text(tokenizer: Any) -> str | None:

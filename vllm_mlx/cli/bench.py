@@ -66,14 +66,16 @@ def bench() -> None:
               help="Per-request connect/read timeout in seconds; a request past it counts as an error.")
 @click.option("--tools", is_flag=True,
               help="Send a tool definition with every request, so the server's tool-call parser reads the output.")
+@click.option("--api", default="chat", show_default=True, type=click.Choice(["chat", "messages"]),
+              help="Which API to stream: chat (/v1/chat/completions) or messages (Anthropic /v1/messages).")
 def serve_cmd(url, model, conc, requests, max_tokens, label, json_out, prompt_words, api_key, seed, ignore_eos,
-              timeout, tools):
-    """Stream /v1/chat/completions from a running server at each concurrency level."""
+              timeout, tools, api):
+    """Stream /v1/chat/completions (or /v1/messages) from a running server at each concurrency level."""
     from ..bench import ServeBenchConfig, serve_bench
 
     cfg = ServeBenchConfig(url=url, model=model, conc=conc, requests=requests, max_tokens=max_tokens,
                            prompt_words=prompt_words, api_key=api_key or None, label=label, seed=seed,
-                           ignore_eos=ignore_eos, timeout=timeout, tools=tools)
+                           ignore_eos=ignore_eos, timeout=timeout, tools=tools, api=api)
     serve_bench(cfg, _reporter(json_out))
 
 

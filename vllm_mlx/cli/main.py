@@ -10,6 +10,7 @@ import sys
 import click
 
 from .. import __version__
+from .mcp import mcp, mcp_serve_kwargs, mcp_serve_options
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -39,7 +40,7 @@ def _json_object(ctx, param, value):
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
 @click.option("--port", default=8000, show_default=True, type=int, help="Port to listen on.")
 @click.option("--api-key", envvar="VLLM_MLX_API_KEY", default=None,
-              help="Require 'Authorization: Bearer KEY' on /v1 routes (env VLLM_MLX_API_KEY).")
+              help="Require 'Authorization: Bearer KEY' or 'x-api-key: KEY' on /v1 routes (env VLLM_MLX_API_KEY).")
 @click.option("--served-model-name", "served_model_names", multiple=True,
               help="Name clients use in 'model' (default: the MODEL argument); repeat it for several models, in "
                    "the same order. 'default' names the first model.")
@@ -62,6 +63,12 @@ def _json_object(ctx, param, value):
               help="Parse tool calls from model output (hermes, qwen3_coder, llama3_json, mistral, deepseek_v3, "
                    "gemma3, ...); default: detected from the chat template, else the model family's; 'none' "
                    "passes tools to the model and returns its reply unparsed.")
+@click.option("--model-alias", "model_aliases", multiple=True, metavar="NAME=SERVED",
+              help="Also accept NAME in 'model' for the served model (repeatable; NAME may be a glob, e.g. "
+                   "'claude-*=default' for Claude Code).")
+@click.option("--ping-interval", default=10.0, show_default=True, type=click.FloatRange(min=0.001),
+              help="Anthropic streams: send a 'ping' event this often (seconds) while a request waits for "
+                   "its first token (queue, long prefill).")
 @click.option("--enable-auto-tool-choice", is_flag=True,
               help="Accepted for vLLM compatibility: tool calls are parsed whenever a tool-call parser is active.")
 @click.option("--default-chat-template-kwargs", default=None, callback=_json_object, metavar="JSON",
@@ -105,17 +112,20 @@ def _json_object(ctx, param, value):
 @click.option("--mllm", is_flag=True, help="Accepted for older command lines: vision models are detected.")
 @click.option("--log-level", default="info", show_default=True,
               type=click.Choice(["critical", "error", "warning", "info", "debug"]), help="Logging detail.")
-def serve(models, host, port, api_key, served_model_names, max_audio_bytes, max_num_seqs, max_queue, max_model_len, prefill_step_size, plugins,
-          reasoning_parser, tool_call_parser, enable_auto_tool_choice, default_chat_template_kwargs, allowed_origins,
+@mcp_serve_options
+def serve(models, host, port, api_key, served_model_names, max_audio_bytes, max_num_seqs, max_queue, max_model_len,
+          prefill_step_size, plugins, reasoning_parser, tool_call_parser, model_aliases, ping_interval,
+          enable_auto_tool_choice, default_chat_template_kwargs, allowed_origins,
           cache_policy, kv_cache_memory, block_size, enable_prefix_caching, kv_cache_bits, kv_cache_group_size,
           sliding_window, prefix_cache_dir, request_timeout, shutdown_timeout, runner, continuous_batching,
-          model_option, mllm, log_level):
+          model_option, mllm, log_level, **mcp_options):
     """Serve MODEL (a local folder or a Hugging Face repo id) on an OpenAI-compatible API.
 
     Several MODELs make one server for all: an LLM, a Whisper speech-to-text and a Kokoro
     text-to-speech model, say; requests pick one by its served name. With no MODEL, serves
     the built-in demo model (built once into the user cache, offline).
     """
+    from ..mcp_host import McpConfigError
     from ..model_source import ModelSourceError
     from ..plugins import PluginError
     from ..serving import ServeOptions, serve as run_server
@@ -136,11 +146,12 @@ def serve(models, host, port, api_key, served_model_names, max_audio_bytes, max_
         enable_prefix_caching=enable_prefix_caching, kv_cache_bits=int(kv_cache_bits) if kv_cache_bits else None,
         kv_cache_group_size=int(kv_cache_group_size), sliding_window=sliding_window,
         prefix_cache_dir=prefix_cache_dir, shutdown_timeout=shutdown_timeout,
-        request_timeout=request_timeout, runner=runner,
+        request_timeout=request_timeout, runner=runner, model_aliases=list(model_aliases),
+        ping_interval=ping_interval, **mcp_serve_kwargs(mcp_options),
     )
     try:
         run_server(opts)
-    except (ModelSourceError, PluginError) as exc:
+    except (ModelSourceError, PluginError, McpConfigError) as exc:
         click.echo(f"error: {exc}", err=True)
         sys.exit(2)
 
@@ -183,6 +194,7 @@ def plugins_cmd(extra, as_json):
 from .bench import bench  # noqa: E402  (registers the bench group)
 
 cli.add_command(bench)
+cli.add_command(mcp)
 
 if __name__ == "__main__":
     cli()

@@ -6,7 +6,7 @@ import json
 from typing import Any
 
 from .errors import bad_request
-from .schemas.chat import ChatCompletionRequest, ChatMessage
+from .schemas.chat import ChatMessage
 
 ROLES = {"system", "developer", "user", "assistant", "tool"}
 
@@ -82,19 +82,19 @@ def check_tools(tools: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return tools
 
 
-def render_chat(tokenizer, req: ChatCompletionRequest, default_kwargs: dict[str, Any]) -> list[int]:
-    messages = to_template_messages(req.messages)
-    tools = check_tools(req.tools) if req.tools and req.tool_choice != "none" else None
-    kwargs = dict(default_kwargs)
-    kwargs.update(req.chat_template_kwargs or {})
+def render_messages(tokenizer, messages: list[dict[str, Any]], *, tools: list[dict[str, Any]] | None,
+                    kwargs: dict[str, Any], add_generation_prompt: bool = True,
+                    continue_final_message: bool = False) -> list[int]:
+    """Template-ready messages (and OpenAI-format tools) -> prompt token ids. Every API renders here,
+    so a token count (``/v1/messages/count_tokens``) equals what generation feeds the model."""
     if getattr(tokenizer, "chat_template", None) is None and not getattr(tokenizer, "has_chat_template", False):
         text = "".join(f"{m['role']}: {m['content'] or ''}\n" for m in messages) + "assistant:"
         return tokenizer.encode(text)
     try:
         text = tokenizer.apply_chat_template(
             messages, tools=tools, tokenize=False,
-            add_generation_prompt=req.add_generation_prompt and not req.continue_final_message,
-            continue_final_message=req.continue_final_message, **kwargs)
+            add_generation_prompt=add_generation_prompt and not continue_final_message,
+            continue_final_message=continue_final_message, **kwargs)
     except Exception as exc:  # template errors (role order, missing fields) are the caller's
         raise bad_request(f"The chat template could not render these messages: {exc}", param="messages") from None
     if not isinstance(text, str):

@@ -4,6 +4,7 @@ engine front, names and settings."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from fnmatch import fnmatchcase
 from typing import Any
 
 from ..core import AsyncEngine
@@ -25,6 +26,8 @@ class ServerSettings:
     default_chat_template_kwargs: dict[str, Any] = field(default_factory=dict)
     aliases: tuple[str, ...] = ()
     sampling_defaults: dict[str, Any] = field(default_factory=dict)  # from generation_config.json
+    model_aliases: tuple[str, ...] = ()  # --model-alias names, globs allowed ("claude-*")
+    ping_interval: float = 10.0  # Anthropic streams: seconds between pings while waiting for the first token
     max_audio_bytes: int = 25 * 1024 * 1024  # largest audio upload (413 beyond)
 
 
@@ -40,9 +43,10 @@ class ServedModel:
     loaded: LoadedModel
     runner: Any
     aliases: tuple[str, ...] = ()
+    patterns: tuple[str, ...] = ()  # --model-alias names, globs allowed ("claude-*")
 
     def answers_to(self, name: str) -> bool:
-        return name == self.name or name in self.aliases
+        return name == self.name or name in self.aliases or any(fnmatchcase(name, p) for p in self.patterns)
 
 
 class WrongKind(LookupError):
@@ -65,12 +69,19 @@ class ServerState:
     reasoning_parser_cls: type | None = None
     tool_parser_cls: type | None = None
     started_at: float = 0.0
+    mcp: Any = None  # the McpHost (mcp_host/) when serving with --mcp-config
+
+    def accepts_model(self, name: str | None) -> bool:
+        s = self.settings
+        return name is None or name == "default" or name == s.served_model_name or name in s.aliases \
+            or any(fnmatchcase(name, pattern) for pattern in s.model_aliases)
     models: list[ServedModel] = field(default_factory=list)  # in CLI order; the first is "default"
 
     def __post_init__(self) -> None:
         if not self.models and self.engine is not None:  # one LLM, built the single-model way
             self.models = [ServedModel(self.settings.served_model_name, self.loaded.kind if self.loaded else "llm",
-                                       self.loaded, self.engine, self.settings.aliases)]
+                                       self.loaded, self.engine, self.settings.aliases,
+                                       self.settings.model_aliases)]
 
     def find(self, name: str | None) -> ServedModel | None:
         """The model a request names (None or "default": the first served)."""
