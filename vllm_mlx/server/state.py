@@ -71,10 +71,6 @@ class ServerState:
     started_at: float = 0.0
     mcp: Any = None  # the McpHost (mcp_host/) when serving with --mcp-config
 
-    def accepts_model(self, name: str | None) -> bool:
-        s = self.settings
-        return name is None or name == "default" or name == s.served_model_name or name in s.aliases \
-            or any(fnmatchcase(name, pattern) for pattern in s.model_aliases)
     models: list[ServedModel] = field(default_factory=list)  # in CLI order; the first is "default"
 
     def __post_init__(self) -> None:
