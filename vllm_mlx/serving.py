@@ -8,10 +8,12 @@ from typing import Any
 
 from .core import AsyncEngine, Engine, EngineConfig
 from .core.kv_budget import parse_memory
+from .core.vision import VisionPrefill
 from .plugins.interfaces import CacheOptions
 from .model_source import load_model, sampling_defaults
 from .plugins import PluginError, PluginManager
 from .server import ServerSettings, ServerState, create_app
+from .server.media import MediaSettings, media_limits
 
 log = logging.getLogger("vllm_mlx")
 
@@ -44,12 +46,17 @@ class ServeOptions:
     allowed_origins: list[str] = field(default_factory=list)
     default_chat_template_kwargs: dict[str, Any] = field(default_factory=dict)
     log_level: str = "info"
+    limit_mm_per_prompt: dict[str, int] = field(default_factory=dict)  # {"image": 4}; see server.media
+    allowed_media_domains: list[str] = field(default_factory=list)  # hosts image URLs may name; empty: any
+    allowed_local_media_path: str | None = None  # file:// URLs only under this folder; None: no local files
+    media_fetch_timeout: float = 10.0  # seconds per URL
+    media_max_bytes: int = 20 << 20  # per fetched or inline medium
 
 
 def build_state(opts: ServeOptions, plugins: PluginManager | None = None) -> ServerState:
     """Load plugins and the model, start the engine; returns what ``create_app`` needs."""
     plugins = plugins or PluginManager(extra=opts.plugins)
-    loaded = load_model(opts.model, plugins, kinds=("llm",))
+    loaded = load_model(opts.model, plugins, kinds=("llm", "mllm"))
     reasoning = opts.reasoning_parser or loaded.default_reasoning_parser
     tools = opts.tool_call_parser or plugins.detect_tool_parser(chat_template_text(loaded.tokenizer)) \
         or loaded.default_tool_parser
@@ -67,9 +74,14 @@ def build_state(opts: ServeOptions, plugins: PluginManager | None = None) -> Ser
         policy.make_cache(loaded.model, cache_options)  # a bad combination fails here, with its reason
     except ValueError as exc:
         raise PluginError(str(exc)) from None
+    try:
+        limits = media_limits(opts.limit_mm_per_prompt)
+    except ValueError as exc:
+        raise PluginError(str(exc)) from None
     context = loaded.context_length or 4096
     max_model_len = min(opts.max_model_len or context, context) if opts.max_model_len else context
-    engine = Engine(loaded.model, loaded.tokenizer, EngineConfig(
+    vision = VisionPrefill(loaded.model, opts.prefill_step_size) if loaded.kind == "mllm" else None
+    engine = Engine(loaded.model, loaded.tokenizer, vision=vision, config=EngineConfig(
         max_num_seqs=opts.max_num_seqs, prefill_step_size=opts.prefill_step_size,
         block_size=opts.block_size, kv_cache_memory=opts.kv_cache_memory,
         prefix_caching=opts.enable_prefix_caching,
@@ -101,6 +113,11 @@ def build_state(opts: ServeOptions, plugins: PluginManager | None = None) -> Ser
         default_chat_template_kwargs=dict(opts.default_chat_template_kwargs),
         aliases=tuple(a for a in {opts.model, str(loaded.path)} if a and a != name),
         sampling_defaults=sampling_defaults(loaded.path),
+        media=MediaSettings(
+            limits=limits,
+            allowed_domains=tuple(d.lower() for d in opts.allowed_media_domains),
+            local_root=opts.allowed_local_media_path,
+            timeout=opts.media_fetch_timeout, max_bytes=opts.media_max_bytes),
     )
     if loaded.is_demo:
         log.warning("serving the built-in DEMO model %s: a tiny network trained on a few scripted "

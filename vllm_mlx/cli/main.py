@@ -91,12 +91,23 @@ def _json_object(ctx, param, value):
 @click.option("--shutdown-timeout", default=30.0, show_default=True, type=click.FloatRange(min=0),
               help="On SIGTERM/SIGINT: stop accepting, give in-flight requests this many seconds to finish, "
                    "then cancel them and exit 0.")
+@click.option("--limit-mm-per-prompt", default=None, callback=_json_object, metavar="JSON",
+              help='Vision models: most media per request, e.g. \'{"image": 4}\' (default: 8 images).')
+@click.option("--allowed-media-domains", multiple=True, metavar="HOST",
+              help="Vision models: fetch image URLs only from this host (repeatable; default: any host).")
+@click.option("--allowed-local-media-path", default=None, type=click.Path(file_okay=False, exists=True),
+              help="Vision models: allow file:// image URLs inside this folder (default: no local files).")
+@click.option("--media-max-bytes", default=20 << 20, show_default=True, type=click.IntRange(1),
+              help="Vision models: largest image accepted (fetched, inline or local), in bytes.")
+@click.option("--media-fetch-timeout", default=10.0, show_default=True, type=click.FloatRange(min=0.1),
+              help="Vision models: seconds to fetch one image URL.")
 @click.option("--log-level", default="info", show_default=True,
               type=click.Choice(["critical", "error", "warning", "info", "debug"]), help="Logging detail.")
 def serve(model, host, port, api_key, served_model_name, max_num_seqs, max_queue, max_model_len, prefill_step_size, plugins,
           reasoning_parser, tool_call_parser, enable_auto_tool_choice, default_chat_template_kwargs, allowed_origins,
           cache_policy, kv_cache_memory, block_size, enable_prefix_caching, kv_cache_bits, kv_cache_group_size,
-          sliding_window, prefix_cache_dir, request_timeout, shutdown_timeout, log_level):
+          sliding_window, prefix_cache_dir, request_timeout, shutdown_timeout, limit_mm_per_prompt,
+          allowed_media_domains, allowed_local_media_path, media_max_bytes, media_fetch_timeout, log_level):
     """Serve MODEL (a local folder or a Hugging Face repo id) on an OpenAI-compatible API.
 
     With no MODEL, serves the built-in demo model (built once into the user cache, offline).
@@ -116,7 +127,9 @@ def serve(model, host, port, api_key, served_model_name, max_num_seqs, max_queue
         enable_prefix_caching=enable_prefix_caching, kv_cache_bits=int(kv_cache_bits) if kv_cache_bits else None,
         kv_cache_group_size=int(kv_cache_group_size), sliding_window=sliding_window,
         prefix_cache_dir=prefix_cache_dir, shutdown_timeout=shutdown_timeout,
-        request_timeout=request_timeout,
+        request_timeout=request_timeout, limit_mm_per_prompt=limit_mm_per_prompt,
+        allowed_media_domains=list(allowed_media_domains), allowed_local_media_path=allowed_local_media_path,
+        media_fetch_timeout=media_fetch_timeout, media_max_bytes=media_max_bytes,
     )
     try:
         run_server(opts)
@@ -141,8 +154,11 @@ def plugins_cmd(extra, as_json):
     if as_json:
         click.echo(json.dumps([{"name": p.name, "source": p.source, "provides": p.provides} for p in infos], indent=2))
         return
+    kinds = {loader.name: loader.kind for loader in pm.model_loaders()}
     for p in infos:
-        provided = "; ".join(f"{kind}: {', '.join(names)}" for kind, names in p.provides.items()) or "nothing"
+        provided = "; ".join(
+            f"{kind}: " + ", ".join(f"{n} ({kinds[n]})" if kind == "model_loaders" and n in kinds else n for n in names)
+            for kind, names in p.provides.items()) or "nothing"
         click.echo(f"{p.name:<20} {p.source:<12} {provided}")
 
 

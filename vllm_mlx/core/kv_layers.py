@@ -62,6 +62,13 @@ class BlockKVCache(KVCache):
             if len(parts) > 1 else parts[0]
         self.offset = self.keys.shape[2]
 
+    def update_and_fetch(self, keys, values):
+        # Written to before it joins a batch (a vision prompt is prefilled into it):
+        # from now on the parts are the whole cache, so merge copies what was added too.
+        out = super().update_and_fetch(keys, values)
+        self.parts = [(self.keys[..., :self.offset, :], self.values[..., :self.offset, :])]
+        return out
+
     @classmethod
     def merge(cls, caches):
         lengths = [c.size() for c in caches]

@@ -11,15 +11,24 @@ from .schemas.chat import ChatCompletionRequest, ChatMessage
 ROLES = {"system", "developer", "user", "assistant", "tool"}
 
 
-def _content_text(msg: ChatMessage, index: int) -> str | list[dict[str, Any]] | None:
+def _content_text(msg: ChatMessage, index: int, media: list | None) -> str | list[dict[str, Any]] | None:
+    """The message content for the template. With ``media`` (a vision model), image
+    parts become ``{"type": "image"}`` (what vision templates expect) and are appended
+    to ``media`` as ``(where, part)`` in prompt order."""
     content = msg.content
     if content is None or isinstance(content, str):
         return content
     parts = []
-    for part in content:
+    for j, part in enumerate(content):
         kind = part.get("type")
         if kind == "text" and isinstance(part.get("text"), str):
             parts.append({"type": "text", "text": part["text"]})
+        elif media is not None and kind == "image_url":
+            media.append((f"messages[{index}].content[{j}]", part))
+            parts.append({"type": "image"})
+        elif media is not None and kind in ("video_url", "input_audio"):
+            raise bad_request(f"messages[{index}]: content of type {kind!r} is not supported for this model yet",
+                              param="messages")
         elif kind in ("image_url", "input_image", "image", "video_url", "input_audio"):
             raise bad_request(f"messages[{index}]: content of type {kind!r} needs a vision or audio model; "
                               "this model reads text only", param="messages")
@@ -28,7 +37,7 @@ def _content_text(msg: ChatMessage, index: int) -> str | list[dict[str, Any]] | 
     return parts
 
 
-def to_template_messages(messages: list[ChatMessage]) -> list[dict[str, Any]]:
+def to_template_messages(messages: list[ChatMessage], media: list | None = None) -> list[dict[str, Any]]:
     if not messages:
         raise bad_request("messages must contain at least one message", param="messages")
     out = []
@@ -37,7 +46,7 @@ def to_template_messages(messages: list[ChatMessage]) -> list[dict[str, Any]]:
             raise bad_request(f"messages[{i}].role {msg.role!r} is not one of: " + ", ".join(sorted(ROLES)),
                               param="messages")
         item: dict[str, Any] = {"role": "system" if msg.role == "developer" else msg.role,
-                                "content": _content_text(msg, i)}
+                                "content": _content_text(msg, i, media)}
         if msg.role == "user" and item["content"] is None:
             raise bad_request(f"messages[{i}]: a user message needs content", param="messages")
         if msg.name is not None:
@@ -83,7 +92,15 @@ def check_tools(tools: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def render_chat(tokenizer, req: ChatCompletionRequest, default_kwargs: dict[str, Any]) -> list[int]:
-    messages = to_template_messages(req.messages)
+    text = render_chat_text(tokenizer, req, default_kwargs)
+    return text if isinstance(text, list) else tokenizer.encode(text, add_special_tokens=False)
+
+
+def render_chat_text(tokenizer, req: ChatCompletionRequest, default_kwargs: dict[str, Any],
+                     media: list | None = None) -> str | list[int]:
+    """The templated prompt (token ids for a model without a template); with
+    ``media``, image parts are collected into it (see ``_content_text``)."""
+    messages = to_template_messages(req.messages, media)
     tools = check_tools(req.tools) if req.tools and req.tool_choice != "none" else None
     kwargs = dict(default_kwargs)
     kwargs.update(req.chat_template_kwargs or {})
@@ -99,4 +116,4 @@ def render_chat(tokenizer, req: ChatCompletionRequest, default_kwargs: dict[str,
         raise bad_request(f"The chat template could not render these messages: {exc}", param="messages") from None
     if not isinstance(text, str):
         raise bad_request("The chat template did not produce text", param="messages")
-    return tokenizer.encode(text, add_special_tokens=False)
+    return text

@@ -23,6 +23,7 @@ class ServerSettings:
     default_chat_template_kwargs: dict[str, Any] = field(default_factory=dict)
     aliases: tuple[str, ...] = ()
     sampling_defaults: dict[str, Any] = field(default_factory=dict)  # from generation_config.json
+    media: Any = None  # server.media.MediaSettings (limits and URL rules for images)
 
 
 @dataclass

@@ -10,7 +10,8 @@ import msgspec
 
 from ...core import SamplingParams, SequenceResult
 from ...core.output import LogprobEntry, SequenceDelta
-from ..chat_template import render_chat
+from ...core.vision import MultiModalInput, salted
+from ..chat_template import render_chat, render_chat_text
 from ..errors import APIError, bad_request, log
 from ..sampling import resolve_max_tokens, to_sampling_params
 from ..schemas.chat import (
@@ -20,6 +21,7 @@ from ..schemas.chat import (
 from ..schemas.common import Usage
 from ..state import ServerState
 from ..structured import OutputPlan, compile_plan, forced_tool_parser, plan_output
+from ..vision_prompt import prepare_vision_prompt
 from ..streaming import DONE, SSE_HEADERS, sse, sse_error
 from .common import check_capacity, check_model, decode_body, engine_error, new_id, now, server_state, unless_disconnected
 
@@ -30,7 +32,7 @@ async def chat_completions(request: Request) -> Any:
     req = await decode_body(request, ChatCompletionRequest)
     check_model(state, req.model)
     engine = state.engine
-    prompt_ids = render_chat(engine.tokenizer, req, state.settings.default_chat_template_kwargs)
+    prompt_ids, mm = await render_prompt(state, req)
     requested = req.max_completion_tokens if req.max_completion_tokens is not None else req.max_tokens
     max_tokens = resolve_max_tokens(requested, len(prompt_ids), state.settings.max_model_len, default=None)
     plan = plan_output(req)
@@ -39,17 +41,37 @@ async def chat_completions(request: Request) -> Any:
     logprobs = (req.top_logprobs or 0) if req.logprobs else None
     params = to_sampling_params(req, max_tokens=max_tokens, logprobs=logprobs,
                                 vocab_size=engine.engine.vocab_size, defaults=state.settings.sampling_defaults)
+    if mm is not None:  # blocks of prompts with media are shared only with the same media
+        params.cache_salt = salted(params.cache_salt, mm.content_hash)
     parsers = make_parsers(state, req, prompt_ids, plan)
     check_capacity(state, params.n)
     params.guide = await compile_plan(engine.grammar, plan)
     rid = new_id("chatcmpl")
     model = req.model or state.settings.served_model_name
-    gen = engine.generate(prompt_ids, params, request_id=rid, parsers=parsers, stream=req.stream)
+    gen = engine.generate(prompt_ids, params, request_id=rid, parsers=parsers, stream=req.stream, mm=mm)
     if req.stream:
         include_usage = bool(req.stream_options and req.stream_options.include_usage)
         return Stream(stream_chat(gen, rid, model, params, len(prompt_ids), include_usage),
                       media_type="text/event-stream", headers=SSE_HEADERS)
     return await unless_disconnected(request, complete_chat(gen, rid, model, params, len(prompt_ids)))
+
+
+async def render_prompt(state: ServerState, req: ChatCompletionRequest) -> tuple[list[int], MultiModalInput | None]:
+    """Prompt token ids, and for a vision model's request with images, its vision inputs."""
+    tokenizer = state.engine.tokenizer
+    kwargs = state.settings.default_chat_template_kwargs
+    if req.mm_processor_kwargs is not None and state.loaded.kind != "mllm":
+        raise bad_request("mm_processor_kwargs applies to vision models only", param="mm_processor_kwargs")
+    if state.loaded.kind != "mllm":
+        return render_chat(tokenizer, req, kwargs), None
+    media: list = []
+    text = render_chat_text(tokenizer, req, kwargs, media)
+    if isinstance(text, list):
+        return text, None
+    if not media:
+        return tokenizer.encode(text, add_special_tokens=False), None
+    return await prepare_vision_prompt(state.loaded.processor, text, media, state.settings.media,
+                                       req.mm_processor_kwargs)
 
 
 def make_parsers(state: ServerState, req: ChatCompletionRequest, prompt_ids: list[int], plan: OutputPlan):

@@ -22,6 +22,7 @@ async def health(request: Request) -> Response:
         "status": "ok" if ok else "unavailable",
         "model": state.settings.served_model_name,
         "kind": state.loaded.kind,
+        "model_type": state.loaded.kind,  # llm or mllm (vLLM-MLX's name for it)
         "demo": state.loaded.is_demo,
         "reasoning_parser": state.settings.reasoning_parser,
         "tool_call_parser": state.settings.tool_call_parser,

@@ -21,7 +21,8 @@ def _cards(request: Request) -> list[ModelCard]:
     return [ModelCard(id=s.served_model_name, created=created, root=str(state.loaded.path or ""),
                       display_name=s.served_model_name,
                       created_at=datetime.fromtimestamp(created, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
-                      max_model_len=s.max_model_len, description=description)]
+                      max_model_len=s.max_model_len, description=description,
+                      model_type=state.loaded.kind)]
 
 
 @get("/v1/models")

@@ -68,6 +68,7 @@ class ModelCard(msgspec.Struct, kw_only=True):
     root: str | None = None
     max_model_len: int | None = None
     description: str | None = None
+    model_type: str | None = None  # llm, mllm (vision), stt, tts
 
 
 class ModelList(msgspec.Struct, kw_only=True):

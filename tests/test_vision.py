@@ -1,0 +1,336 @@
+"""Vision-language models (issue 8): a tiny random Gemma 3 with a SigLIP tower behind the
+real server. Image requests batch with text requests and give what mlx-vlm gives;
+media come from data:, http(s) and file:// URLs under the server's rules; bad media
+are 400s and the engine keeps serving."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import http.server
+import json
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from server_process import ServerProcess
+from vision_models import build_gemma3_vision, make_image
+
+COLORS = {"red": (200, 30, 40), "green": (20, 180, 60), "blue": (30, 40, 210)}
+MAX_BYTES = 200_000
+
+
+@pytest.fixture(scope="session")
+def media_dir(tmp_path_factory) -> Path:
+    d = tmp_path_factory.mktemp("media")
+    for name, color in COLORS.items():
+        make_image(d / f"{name}.png", color=color)
+    make_image(d / "green.jpg", color=COLORS["green"], fmt="JPEG")
+    (d / "not-an-image.png").write_bytes(b"this is text, not a PNG")
+    (d / "notes.txt").write_text("plain text")
+    import numpy as np
+    from PIL import Image
+
+    noise = np.random.default_rng(0).integers(0, 256, (400, 400, 3), dtype=np.uint8)
+    Image.fromarray(noise).save(d / "big.png")
+    assert (d / "big.png").stat().st_size > MAX_BYTES
+    return d
+
+
+@pytest.fixture(scope="session")
+def media_url(media_dir):
+    """A loopback HTTP server for the media folder; /slow/NAME answers after 3 s."""
+
+    class Handler(http.server.SimpleHTTPRequestHandler):
+        def __init__(self, *a, **kw):
+            super().__init__(*a, directory=str(media_dir), **kw)
+
+        def do_GET(self):
+            if self.path.startswith("/slow/"):
+                time.sleep(3)
+                self.path = self.path[5:]
+            if self.path == "/redirect":
+                self.send_response(302)
+                self.send_header("Location", "/red.png")
+                self.end_headers()
+                return
+            super().do_GET()
+
+        def log_message(self, *args):
+            pass
+
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{httpd.server_address[1]}"
+    httpd.shutdown()
+
+
+@pytest.fixture(scope="session")
+def gemma3_vision_dir(tmp_path_factory) -> Path:
+    return build_gemma3_vision(tmp_path_factory.mktemp("models") / "gemma3-vision")
+
+
+@pytest.fixture(scope="session")
+def vision_server(gemma3_vision_dir, media_dir, tmp_path_factory):
+    log = tmp_path_factory.mktemp("logs") / "vision.log"
+    srv = ServerProcess([str(gemma3_vision_dir), "--served-model-name", "gemma3-vision", "--max-model-len", "512",
+                         "--max-num-seqs", "16", "--sliding-window", "0", "--block-size", "8",
+                         "--limit-mm-per-prompt", '{"image": 2}', "--allowed-media-domains", "127.0.0.1",
+                         "--allowed-local-media-path", str(media_dir), "--media-fetch-timeout", "1",
+                         "--media-max-bytes", str(MAX_BYTES)], log_path=log).wait_ready()
+    yield srv
+    srv.stop()
+
+
+@pytest.fixture(scope="session")
+def vclient(vision_server):
+    from openai import OpenAI
+
+    return OpenAI(base_url=vision_server.url + "/v1", api_key="unused", max_retries=0, timeout=120)
+
+
+def data_url(path: Path) -> str:
+    kind = "jpeg" if path.suffix == ".jpg" else "png"
+    return f"data:image/{kind};base64," + base64.b64encode(path.read_bytes()).decode()
+
+
+def image_message(text: str, *urls: str, image_first: bool = False) -> list[dict]:
+    images = [{"type": "image_url", "image_url": {"url": u}} for u in urls]
+    parts = [{"type": "text", "text": text}]
+    return [{"role": "user", "content": images + parts if image_first else parts + images}]
+
+
+def ask(client, messages, max_tokens=10, **kw):
+    return client.chat.completions.create(model="gemma3-vision", messages=messages, max_tokens=max_tokens,
+                                          temperature=0, **kw)
+
+
+def post(server, body) -> httpx.Response:
+    return httpx.post(server.url + "/v1/chat/completions", json={"model": "gemma3-vision", "max_tokens": 4, **body},
+                      timeout=60)
+
+
+def assert_400(server, messages, fragment: str, **extra):
+    r = post(server, {"messages": messages, **extra})
+    assert r.status_code == 400, r.text
+    err = r.json()["error"]
+    assert err["type"] == "invalid_request_error"
+    assert fragment in err["message"], err["message"]
+
+
+# -- loading --------------------------------------------------------------------------
+
+
+def test_vision_model_is_kind_mllm_everywhere(vision_server):
+    health = httpx.get(vision_server.url + "/health").json()
+    assert health["model_type"] == "mllm" and health["kind"] == "mllm"
+    cards = httpx.get(vision_server.url + "/v1/models").json()["data"]
+    assert cards[0]["model_type"] == "mllm"
+    out = subprocess.run([sys.executable, "-m", "vllm_mlx.cli.main", "plugins"], capture_output=True, text=True,
+                         check=True).stdout
+    assert "gemma3-vision (mllm)" in out
+
+
+# -- generation -----------------------------------------------------------------------
+
+
+def _cases(media_dir: Path, media_url: str) -> list[tuple[str, list[dict], list[Path]]]:
+    """(name, messages, images in prompt order): image and text requests of different lengths."""
+    red, green, blue = (media_dir / f"{c}.png" for c in ("red", "green", "blue"))
+    return [
+        ("red-data", image_message("What is in this picture?", data_url(red)), [red]),
+        ("blue-http", image_message("Describe the colours you see here, briefly.", f"{media_url}/blue.png",
+                                    image_first=True), [blue]),
+        ("green-file", image_message("Name the shape.", f"file://{green}"), [green]),
+        ("two-images", image_message("Compare these two pictures.", data_url(red), data_url(blue)), [red, blue]),
+        ("text-short", [{"role": "user", "content": "Hello there!"}], []),
+        ("text-long", [{"role": "user", "content": "Continuous batching lets many requests share one forward "
+                                                   "pass; tell me more about it, please."}], []),
+        ("red-again-other-text", image_message("Pack my box with five dozen liquor jugs?", data_url(red)), [red]),
+        ("text-mid", [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Numbers 1 2 3"}], []),
+    ]
+
+
+@pytest.fixture(scope="session")
+def vision_alone(vclient, media_dir, media_url):
+    """Each case's greedy reply with nothing else running."""
+    return {name: ask(vclient, msgs, max_tokens=12) for name, msgs, _ in _cases(media_dir, media_url)}
+
+
+def test_image_requests_match_mlx_vlm_generate(vision_alone, gemma3_vision_dir, media_dir, media_url):
+    from mlx_vlm import generate, load
+
+    model, processor = load(str(gemma3_vision_dir))
+    tokenizer = processor.tokenizer
+    for name, msgs, images in _cases(media_dir, media_url):
+        if not images:
+            continue
+        content = [{"type": "image"} if p["type"] == "image_url" else p for p in msgs[0]["content"]]
+        prompt = tokenizer.apply_chat_template([{"role": "user", "content": content}], tokenize=False,
+                                               add_generation_prompt=True)
+        ref = generate(model, processor, prompt, image=[str(p) for p in images], max_tokens=12, temperature=0.0,
+                       verbose=False)
+        ours = vision_alone[name]
+        # compared as decoded token ids: mlx-vlm's streamed text drops incomplete UTF-8 pieces
+        eos = {tokenizer.convert_tokens_to_ids(t) for t in ("<eos>", "<end_of_turn>")}
+        ref_ids = [t for t in ref.token_ids if t not in eos]
+        assert ours.choices[0].message.content == tokenizer.decode(ref_ids), name
+        assert ours.usage.completion_tokens == ref.generation_tokens, name
+        # usage counts the image tokens: 4 per image in this model
+        assert ours.usage.prompt_tokens == ref.prompt_tokens, name
+
+
+def test_concurrent_mixed_requests_equal_each_alone(vision_server, vision_alone, media_dir, media_url):
+    from openai import AsyncOpenAI
+
+    cases = _cases(media_dir, media_url)
+
+    async def run():
+        client = AsyncOpenAI(base_url=vision_server.url + "/v1", api_key="unused", max_retries=0, timeout=120)
+        calls = [client.chat.completions.create(model="gemma3-vision", messages=msgs, max_tokens=12, temperature=0)
+                 for _, msgs, _ in cases]
+        return await asyncio.gather(*calls)
+
+    together = asyncio.run(run())
+    for (name, _, _), r in zip(cases, together):
+        assert r.choices[0].message.content == vision_alone[name].choices[0].message.content, name
+        assert r.usage.completion_tokens == vision_alone[name].usage.completion_tokens, name
+    health = httpx.get(vision_server.url + "/health").json()
+    assert health["engine"]["errors"] == 0
+
+
+def test_streaming_image_request(vclient, vision_alone, media_dir):
+    stream = vclient.chat.completions.create(model="gemma3-vision", stream=True, max_tokens=12, temperature=0,
+                                             messages=image_message("What is in this picture?",
+                                                                    data_url(media_dir / "red.png")),
+                                             stream_options={"include_usage": True})
+    text, usage = "", None
+    for chunk in stream:
+        if chunk.choices:
+            text += chunk.choices[0].delta.content or ""
+        usage = chunk.usage or usage
+    assert text == vision_alone["red-data"].choices[0].message.content
+    assert usage.prompt_tokens == vision_alone["red-data"].usage.prompt_tokens
+
+
+# -- prefix cache ---------------------------------------------------------------------
+
+
+def test_same_image_reuses_kv_and_other_image_never_does(vclient, media_dir):
+    question = "Is this the same picture as before? Answer in a few words, please."
+    first = ask(vclient, image_message(question, data_url(media_dir / "green.png")))
+    again = ask(vclient, image_message(question, data_url(media_dir / "green.png")))
+    assert again.usage.prompt_tokens_details.cached_tokens > 0
+    assert again.choices[0].message.content == first.choices[0].message.content
+    # the same text with a picture not sent before: not one block of the first may serve it
+    purple = make_image(media_dir / "purple.png", color=(120, 20, 160))
+    other = ask(vclient, image_message(question, "data:image/png;base64," + base64.b64encode(purple).decode()))
+    assert other.usage.prompt_tokens_details.cached_tokens == 0
+    # the pixels count, not the file: the same picture as JPEG (lossy) is another image,
+    # and the same pixels in another file format are the same image
+    jpeg = make_image(color=(120, 20, 160), fmt="JPEG")
+    r = ask(vclient, image_message(question, "data:image/jpeg;base64," + base64.b64encode(jpeg).decode()))
+    assert r.usage.prompt_tokens_details.cached_tokens == 0
+    bmp = make_image(color=(120, 20, 160), fmt="BMP")
+    r = ask(vclient, image_message(question, "data:image/bmp;base64," + base64.b64encode(bmp).decode()))
+    assert r.usage.prompt_tokens_details.cached_tokens > 0
+    assert r.choices[0].message.content == other.choices[0].message.content
+
+
+# -- inputs ---------------------------------------------------------------------------
+
+
+def test_image_url_forms(vclient, vision_alone, media_dir, media_url):
+    expected = vision_alone["red-data"].choices[0].message.content
+    text = "What is in this picture?"
+    via_http = ask(vclient, image_message(text, f"{media_url}/red.png"), max_tokens=12)
+    via_file = ask(vclient, image_message(text, f"file://{media_dir / 'red.png'}"), max_tokens=12)
+    bare = ask(vclient, [{"role": "user", "content": [{"type": "text", "text": text},
+                                                      {"type": "image_url", "image_url": f"{media_url}/red.png"}]}],
+               max_tokens=12)
+    assert via_http.choices[0].message.content == via_file.choices[0].message.content == expected
+    assert bare.choices[0].message.content == expected
+    # an image in an earlier turn, then a text-only follow-up
+    convo = image_message(text, data_url(media_dir / "blue.png")) + [
+        {"role": "assistant", "content": "Something blue."}, {"role": "user", "content": "And the shape?"}]
+    assert ask(vclient, convo).usage.prompt_tokens > 0
+    # Gemma 3's pan-and-scan, per request
+    r = ask(vclient, image_message(text, data_url(media_dir / "red.png")),
+            extra_body={"mm_processor_kwargs": {"do_pan_and_scan": False}})
+    assert r.choices[0].finish_reason in ("stop", "length")
+
+
+@pytest.mark.parametrize("case", [
+    "undecodable", "not-image-type", "http-404", "timeout", "too-large", "domain", "redirect", "outside-dir",
+    "dotdot", "too-many", "video", "bad-scheme", "bad-kwargs", "no-url", "bad-base64-type"])
+def test_bad_media_is_a_400(vision_server, media_dir, media_url, case):
+    q = "What is this?"
+    messages, extra, fragment = None, {}, ""
+    if case == "undecodable":
+        messages, fragment = image_message(q, data_url(media_dir / "not-an-image.png")), "could not be decoded"
+    elif case == "not-image-type":
+        messages, fragment = image_message(q, f"{media_url}/notes.txt"), "not an image"
+    elif case == "http-404":
+        messages, fragment = image_message(q, f"{media_url}/missing.png"), "HTTP 404"
+    elif case == "timeout":
+        messages, fragment = image_message(q, f"{media_url}/slow/red.png"), "timed out"
+    elif case == "too-large":
+        messages, fragment = image_message(q, f"{media_url}/big.png"), "larger than"
+    elif case == "domain":
+        url = f"{media_url}/red.png".replace("127.0.0.1", "localhost")
+        messages, fragment = image_message(q, url), "not allowed"
+    elif case == "redirect":
+        messages, fragment = image_message(q, f"{media_url}/redirect"), "HTTP 302"
+    elif case == "outside-dir":
+        messages, fragment = image_message(q, f"file://{media_dir.parent}/x.png"), "outside the allowed"
+    elif case == "dotdot":
+        messages, fragment = image_message(q, f"file://{media_dir}/../{media_dir.name}/../x.png"), "outside the allowed"
+    elif case == "too-many":
+        red = data_url(media_dir / "red.png")
+        messages, fragment = image_message(q, red, red, red), "limit is 2"
+    elif case == "video":
+        messages = [{"role": "user", "content": [{"type": "video_url", "video_url": {"url": f"{media_url}/a.mp4"}}]}]
+        fragment = "video_url"
+    elif case == "bad-scheme":
+        messages, fragment = image_message(q, "ftp://127.0.0.1/red.png"), "unsupported image URL scheme"
+    elif case == "bad-kwargs":
+        messages = image_message(q, data_url(media_dir / "red.png"))
+        extra, fragment = {"mm_processor_kwargs": {"return_tensors": "pt"}}, "unsupported return_tensors"
+    elif case == "no-url":
+        messages, fragment = [{"role": "user", "content": [{"type": "image_url", "image_url": {}}]}], "needs a url"
+    elif case == "bad-base64-type":
+        messages, fragment = image_message(q, "data:text/plain;base64,aGVsbG8="), "not an image"
+    assert_400(vision_server, messages, fragment, **extra)
+
+
+def test_engine_keeps_serving_after_bad_media(vclient, vision_server, vision_alone, media_dir):
+    assert_400(vision_server, image_message("x", data_url(media_dir / "not-an-image.png")), "decoded")
+    r = ask(vclient, image_message("What is in this picture?", data_url(media_dir / "red.png")), max_tokens=12)
+    assert r.choices[0].message.content == vision_alone["red-data"].choices[0].message.content
+    assert httpx.get(vision_server.url + "/health").json()["engine"]["state"] == "running"
+
+
+def test_image_to_text_only_model_is_a_400(server, media_dir):
+    from conftest import API_KEY
+
+    r = httpx.post(server.url + "/v1/chat/completions", headers={"Authorization": f"Bearer {API_KEY}"},
+                   json={"model": "random-llama", "max_tokens": 4,
+                         "messages": image_message("What is this?", data_url(media_dir / "red.png"))}, timeout=30)
+    assert r.status_code == 400
+    assert "reads text only" in r.json()["error"]["message"]
+    r = httpx.post(server.url + "/v1/chat/completions", headers={"Authorization": f"Bearer {API_KEY}"},
+                   json={"model": "random-llama", "max_tokens": 4, "messages": [{"role": "user", "content": "hi"}],
+                         "mm_processor_kwargs": {"do_pan_and_scan": True}}, timeout=30)
+    assert r.status_code == 400
+
+
+def test_bad_limit_flag_is_refused(gemma3_vision_dir):
+    out = subprocess.run([sys.executable, "-m", "vllm_mlx.cli.main", "serve", str(gemma3_vision_dir),
+                          "--limit-mm-per-prompt", json.dumps({"image": -1})], capture_output=True, text=True,
+                         timeout=120)
+    assert out.returncode == 2 and "--limit-mm-per-prompt" in out.stderr

@@ -1,0 +1,58 @@
+"""Qwen-VL family (Qwen2-VL, Qwen2.5-VL): vision-language checkpoints through mlx-vlm,
+kind ``mllm``, with Hermes tool calls like the text Qwen models.
+
+Their multimodal rotary positions need a per-sequence offset in the shared batch:
+the ``qwen_vl`` cache policy gives every layer an ``MRopeKVCache`` that carries it
+(``core/mrope.py``). Those caches are not shared by the prefix cache yet, so
+prefix caching is off for these models. Qwen3-VL (deepstack features injected in
+the first layers) is not handled yet.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from ...core.mrope import MRopeKVCache
+from ..hookspecs import hookimpl
+from ..interfaces import CacheOptions, CachePolicy, LoadedModel, ModelLoader
+from .mlx_vlm_loader import has_vision_tower, load_with_mlx_vlm
+
+QWEN_VL_TYPES = {"qwen2_vl", "qwen2_5_vl"}
+
+
+class QwenVLLoader(ModelLoader):
+    name = "qwen-vl"
+    kind = "mllm"
+    priority = 10
+
+    def detect(self, path: Path, config: dict) -> bool:
+        return config.get("model_type") in QWEN_VL_TYPES and has_vision_tower(config)
+
+    def load(self, path: Path, config: dict, **options: Any) -> LoadedModel:
+        loaded = load_with_mlx_vlm(path, config, self.name, **options)
+        loaded.default_tool_parser = "hermes"
+        return loaded
+
+
+class QwenVLCachePolicy(CachePolicy):
+    name = "qwen_vl"
+    priority = 10
+
+    def applies(self, model: Any, config: dict) -> bool:
+        return config.get("model_type") in QWEN_VL_TYPES
+
+    def make_cache(self, model: Any, options: CacheOptions) -> list[Any]:
+        if options.kv_bits or options.sliding_window is not None:
+            raise ValueError("Qwen-VL models support neither --kv-cache-bits nor --sliding-window yet")
+        return [MRopeKVCache() for _ in model.layers]
+
+
+@hookimpl
+def register_model_loaders():
+    return [QwenVLLoader()]
+
+
+@hookimpl
+def register_cache_policies():
+    return [QwenVLCachePolicy]
