@@ -1,5 +1,5 @@
-"""Vision-language models (issue 8): a tiny random Gemma 3 with a SigLIP tower behind the
-real server. Image requests batch with text requests and give what mlx-vlm gives;
+"""Vision-language models (issue 8): tiny random Gemma 3 (SigLIP tower) and Qwen2.5-VL models
+behind the real server. Image requests batch with text requests and give what mlx-vlm gives;
 media come from data:, http(s) and file:// URLs under the server's rules; bad media
 are 400s and the engine keeps serving."""
 
@@ -19,7 +19,7 @@ import httpx
 import pytest
 
 from server_process import ServerProcess
-from vision_models import build_gemma3_vision, make_image
+from vision_models import build_gemma3_vision, build_qwen2_5_vl, make_image
 
 COLORS = {"red": (200, 30, 40), "green": (20, 180, 60), "blue": (30, 40, 210)}
 MAX_BYTES = 200_000
@@ -88,6 +88,35 @@ def vision_server(gemma3_vision_dir, media_dir, tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
+def qwen_vl_dir(tmp_path_factory) -> Path:
+    return build_qwen2_5_vl(tmp_path_factory.mktemp("models") / "qwen2.5-vl")
+
+
+@pytest.fixture(scope="session")
+def qwen_server(qwen_vl_dir, media_dir, tmp_path_factory):
+    log = tmp_path_factory.mktemp("logs") / "qwen-vl.log"
+    srv = ServerProcess([str(qwen_vl_dir), "--served-model-name", "gemma3-vision", "--max-model-len", "512",
+                         "--max-num-seqs", "16", "--allowed-local-media-path", str(media_dir)],
+                        log_path=log).wait_ready()
+    yield srv
+    srv.stop()
+
+
+FAMILIES = {"gemma3": ("vision_server", "gemma3_vision_dir"), "qwen2_5_vl": ("qwen_server", "qwen_vl_dir")}
+
+
+@pytest.fixture(scope="session", params=list(FAMILIES))
+def family(request):
+    """(name, server, model folder, client) of each built-in vision family."""
+    from openai import OpenAI
+
+    server_fixture, dir_fixture = FAMILIES[request.param]
+    server = request.getfixturevalue(server_fixture)
+    client = OpenAI(base_url=server.url + "/v1", api_key="unused", max_retries=0, timeout=120)
+    return request.param, server, request.getfixturevalue(dir_fixture), client
+
+
+@pytest.fixture(scope="session")
 def vclient(vision_server):
     from openai import OpenAI
 
@@ -133,7 +162,7 @@ def test_vision_model_is_kind_mllm_everywhere(vision_server):
     assert cards[0]["model_type"] == "mllm"
     out = subprocess.run([sys.executable, "-m", "vllm_mlx.cli.main", "plugins"], capture_output=True, text=True,
                          check=True).stdout
-    assert "gemma3-vision (mllm)" in out
+    assert "gemma3-vision (mllm)" in out and "qwen-vl (mllm)" in out
 
 
 # -- generation -----------------------------------------------------------------------
@@ -156,52 +185,85 @@ def _cases(media_dir: Path, media_url: str) -> list[tuple[str, list[dict], list[
     ]
 
 
+MAX_TOKENS = 12
+
+
 @pytest.fixture(scope="session")
-def vision_alone(vclient, media_dir, media_url):
-    """Each case's greedy reply with nothing else running."""
-    return {name: ask(vclient, msgs, max_tokens=12) for name, msgs, _ in _cases(media_dir, media_url)}
+def alone(family, media_dir, media_url):
+    """Each case's greedy reply (with logprobs) with nothing else running, per family."""
+    name, _, _, client = family
+    return {case: ask(client, msgs, max_tokens=MAX_TOKENS, logprobs=True)
+            for case, msgs, _ in _cases(media_dir, media_url)}
 
 
-def test_image_requests_match_mlx_vlm_generate(vision_alone, gemma3_vision_dir, media_dir, media_url):
-    from mlx_vlm import generate, load
+@pytest.fixture(scope="session")
+def vision_alone(vision_server, vclient, media_dir, media_url):
+    return {case: ask(vclient, msgs, max_tokens=MAX_TOKENS) for case, msgs, _ in _cases(media_dir, media_url)}
 
-    model, processor = load(str(gemma3_vision_dir))
-    tokenizer = processor.tokenizer
-    for name, msgs, images in _cases(media_dir, media_url):
-        if not images:
+
+def _reference(model, processor, prompt: str, images: list[Path]) -> tuple[list[int], list[float], int]:
+    """mlx-vlm's greedy tokens, their logprobs and the prompt length."""
+    from mlx_vlm import stream_generate
+
+    tokens, logprobs, prompt_tokens = [], [], 0
+    for r in stream_generate(model, processor, prompt, image=[str(p) for p in images] or None,
+                             max_tokens=MAX_TOKENS, temperature=0.0):
+        if r.token is None or len(tokens) == MAX_TOKENS:  # its last item repeats the last token
             continue
-        content = [{"type": "image"} if p["type"] == "image_url" else p for p in msgs[0]["content"]]
-        prompt = tokenizer.apply_chat_template([{"role": "user", "content": content}], tokenize=False,
-                                               add_generation_prompt=True)
-        ref = generate(model, processor, prompt, image=[str(p) for p in images], max_tokens=12, temperature=0.0,
-                       verbose=False)
-        ours = vision_alone[name]
-        # compared as decoded token ids: mlx-vlm's streamed text drops incomplete UTF-8 pieces
-        eos = {tokenizer.convert_tokens_to_ids(t) for t in ("<eos>", "<end_of_turn>")}
-        ref_ids = [t for t in ref.token_ids if t not in eos]
-        assert ours.choices[0].message.content == tokenizer.decode(ref_ids), name
-        assert ours.usage.completion_tokens == ref.generation_tokens, name
-        # usage counts the image tokens: 4 per image in this model
-        assert ours.usage.prompt_tokens == ref.prompt_tokens, name
+        tokens.append(int(r.token))
+        logprobs.append(float(r.logprobs[r.token].item()))
+        prompt_tokens = r.prompt_tokens
+    return tokens, logprobs, prompt_tokens
 
 
-def test_concurrent_mixed_requests_equal_each_alone(vision_server, vision_alone, media_dir, media_url):
+def test_requests_match_mlx_vlm_generate(family, alone, media_dir, media_url):
+    """Greedy tokens and their logprobs equal mlx-vlm's (logprobs catch wrong positions,
+    e.g. Qwen's rotary delta after an image, that greedy picks of a random model may not)."""
+    from mlx_vlm import load
+
+    name, _, model_dir, _ = family
+    model, processor = load(str(model_dir))
+    tokenizer = processor.tokenizer
+    eos = {tokenizer.convert_tokens_to_ids(t) for t in ("<eos>", "<end_of_turn>", "<|im_end|>")}
+    for case, msgs, images in _cases(media_dir, media_url):
+        template_msgs = [{**m, "content": m["content"] if isinstance(m["content"], str) else
+                          [{"type": "image"} if p["type"] == "image_url" else p for p in m["content"]]} for m in msgs]
+        prompt = tokenizer.apply_chat_template(template_msgs, tokenize=False, add_generation_prompt=True)
+        ref_tokens, ref_logprobs, ref_prompt = _reference(model, processor, prompt, images)
+        ours = alone[case]
+        lp = ours.choices[0].logprobs.content
+        ours_text = ours.choices[0].message.content
+        kept = [t for t in ref_tokens if t not in eos]
+        # an incomplete UTF-8 sequence at the very end is held back by our detokenizer
+        assert ours_text.rstrip("\ufffd") == tokenizer.decode(kept).rstrip("\ufffd"), (name, case)
+        assert ours.usage.completion_tokens == len(ref_tokens), (name, case)
+        # usage counts the image tokens
+        assert ours.usage.prompt_tokens == ref_prompt, (name, case)
+        for got, want in zip(lp, ref_logprobs):
+            assert abs(got.logprob - want) < 2e-3, (name, case, got.logprob, want)
+
+
+def test_concurrent_mixed_requests_equal_each_alone(family, alone, media_dir, media_url):
     from openai import AsyncOpenAI
 
+    name, server, _, _ = family
     cases = _cases(media_dir, media_url)
 
     async def run():
-        client = AsyncOpenAI(base_url=vision_server.url + "/v1", api_key="unused", max_retries=0, timeout=120)
-        calls = [client.chat.completions.create(model="gemma3-vision", messages=msgs, max_tokens=12, temperature=0)
-                 for _, msgs, _ in cases]
+        client = AsyncOpenAI(base_url=server.url + "/v1", api_key="unused", max_retries=0, timeout=120)
+        calls = [client.chat.completions.create(model="gemma3-vision", messages=msgs, max_tokens=MAX_TOKENS,
+                                                temperature=0, logprobs=True) for _, msgs, _ in cases]
         return await asyncio.gather(*calls)
 
     together = asyncio.run(run())
-    for (name, _, _), r in zip(cases, together):
-        assert r.choices[0].message.content == vision_alone[name].choices[0].message.content, name
-        assert r.usage.completion_tokens == vision_alone[name].usage.completion_tokens, name
-    health = httpx.get(vision_server.url + "/health").json()
-    assert health["engine"]["errors"] == 0
+    for (case, _, _), r in zip(cases, together):
+        want = alone[case]
+        assert r.choices[0].message.content == want.choices[0].message.content, (name, case)
+        assert r.usage.completion_tokens == want.usage.completion_tokens, (name, case)
+        for got, exp in zip(r.choices[0].logprobs.content, want.choices[0].logprobs.content):
+            assert abs(got.logprob - exp.logprob) < 2e-3, (name, case)
+    health = httpx.get(server.url + "/health").json()
+    assert health["engine"]["errors"] == 0 and health["model_type"] == "mllm"
 
 
 def test_streaming_image_request(vclient, vision_alone, media_dir):
