@@ -70,29 +70,46 @@ def read_config(path: Path) -> dict:
         raise ModelSourceError(f"cannot read {path / 'config.json'}: {exc}") from None
 
 
-def load_model(model: str | None, plugins: PluginManager, kinds: tuple[str, ...] | None = None) -> LoadedModel:
+RUNNERS = ("auto", "generate", "pooling")
+
+
+def load_model(model: str | None, plugins: PluginManager, kinds: tuple[str, ...] | None = None,
+               runner: str = "auto") -> LoadedModel:
     """Load with the first loader that recognises the folder; ``kinds`` limits what
-    may be loaded (checked before any weights are read)."""
+    may be loaded (checked before any weights are read). ``runner`` is vLLM's
+    choice: ``pooling`` asks only embedding loaders (``accepts``), ``generate``
+    skips them, ``auto`` takes whichever ``detect`` claims the folder first."""
+    if runner not in RUNNERS:
+        raise ModelSourceError(f"unknown runner {runner!r}; choose one of: {', '.join(RUNNERS)}")
     path, is_demo = resolve_model_path(model)
     config = read_config(path)
-    for loader in plugins.model_loaders():
-        if loader.detect(path, config):
-            if kinds is not None and loader.kind not in kinds:
-                raise ModelSourceError(f"{path} is a {loader.kind} model ({loader.name} loader); this server "
-                                       f"serves {', '.join(kinds)} models")
-            log.info("loading %s with the %r loader", path, loader.name)
-            try:
-                loaded = loader.load(path, config)
-            except Exception as exc:
-                raise ModelSourceError(f"the {loader.name!r} loader failed on {path}: "
-                                       f"{type(exc).__name__}: {exc}") from exc
-            loaded.path = loaded.path or path
-            loaded.loader = loaded.loader or loader.name
-            loaded.is_demo = is_demo
-            return loaded
-    names = ", ".join(l.name for l in plugins.model_loaders())
-    raise ModelSourceError(f"no loader recognises {path} (model_type {config.get('model_type')!r}); "
-                           f"loaders: {names}")
+    loaders = plugins.model_loaders()
+    if runner == "pooling":
+        chosen = next((l for l in loaders if l.kind == "embedding" and l.accepts(path, config)), None)
+        if chosen is None:
+            raise ModelSourceError(f"--runner pooling: no embedding loader can load {path} (model_type "
+                                   f"{config.get('model_type')!r})")
+    else:
+        if runner == "generate":
+            loaders = [l for l in loaders if l.kind != "embedding"]
+        chosen = next((l for l in loaders if l.detect(path, config)), None)
+    if chosen is None:
+        names = ", ".join(l.name for l in plugins.model_loaders())
+        raise ModelSourceError(f"no loader recognises {path} (model_type {config.get('model_type')!r}); "
+                               f"loaders: {names}")
+    if kinds is not None and chosen.kind not in kinds:
+        raise ModelSourceError(f"{path} is a {chosen.kind} model ({chosen.name} loader); this server "
+                               f"serves {', '.join(kinds)} models")
+    log.info("loading %s with the %r loader", path, chosen.name)
+    try:
+        loaded = chosen.load(path, config)
+    except Exception as exc:
+        raise ModelSourceError(f"the {chosen.name!r} loader failed on {path}: "
+                               f"{type(exc).__name__}: {exc}") from exc
+    loaded.path = loaded.path or path
+    loaded.loader = loaded.loader or chosen.name
+    loaded.is_demo = is_demo
+    return loaded
 
 
 def sampling_defaults(path: Path | None) -> dict:

@@ -46,6 +46,7 @@ class ServeOptions:
     allowed_origins: list[str] = field(default_factory=list)
     default_chat_template_kwargs: dict[str, Any] = field(default_factory=dict)
     log_level: str = "info"
+    runner: str = "auto"  # vLLM's --runner: auto, generate, pooling (embeddings)
     limit_mm_per_prompt: dict[str, int] = field(default_factory=dict)  # {"image": 4}; see server.media
     allowed_media_domains: list[str] = field(default_factory=list)  # hosts image URLs may name; empty: any
     allowed_local_media_path: str | None = None  # file:// URLs only under this folder; None: no local files
@@ -56,7 +57,11 @@ class ServeOptions:
 def build_state(opts: ServeOptions, plugins: PluginManager | None = None) -> ServerState:
     """Load plugins and the model, start the engine; returns what ``create_app`` needs."""
     plugins = plugins or PluginManager(extra=opts.plugins)
-    loaded = load_model(opts.model, plugins, kinds=("llm", "mllm"))
+    loaded = load_model(opts.model, plugins, kinds=("llm", "mllm", "embedding"), runner=opts.runner)
+    if loaded.kind == "embedding":
+        from .serving_embeddings import build_embedding_state
+
+        return build_embedding_state(opts, loaded)
     reasoning = opts.reasoning_parser or loaded.default_reasoning_parser
     tools = opts.tool_call_parser or plugins.detect_tool_parser(chat_template_text(loaded.tokenizer)) \
         or loaded.default_tool_parser

@@ -45,7 +45,7 @@ def load_llm(model: str | None):
     from ..model_source import load_model
     from ..plugins import PluginManager
 
-    loaded = load_model(model, PluginManager())
+    loaded = load_model(model, PluginManager(), runner="generate")
     if loaded.kind != "llm":
         raise BenchError(f"{loaded.path} is a {loaded.kind} model; the benchmark runs text models (llm) only")
     return loaded

@@ -91,6 +91,9 @@ def _json_object(ctx, param, value):
 @click.option("--shutdown-timeout", default=30.0, show_default=True, type=click.FloatRange(min=0),
               help="On SIGTERM/SIGINT: stop accepting, give in-flight requests this many seconds to finish, "
                    "then cancel them and exit 0.")
+@click.option("--runner", default="auto", show_default=True, type=click.Choice(["auto", "generate", "pooling"]),
+              help="pooling: serve MODEL as an embedding model (/v1/embeddings); generate: as an LLM; auto: an "
+                   "embedding model when it has sentence-transformers metadata (modules.json with Pooling).")
 @click.option("--limit-mm-per-prompt", default=None, callback=_json_object, metavar="JSON",
               help='Vision models: most media per request, e.g. \'{"image": 4}\' (default: 8 images).')
 @click.option("--allowed-media-domains", multiple=True, metavar="HOST",
@@ -106,7 +109,7 @@ def _json_object(ctx, param, value):
 def serve(model, host, port, api_key, served_model_name, max_num_seqs, max_queue, max_model_len, prefill_step_size, plugins,
           reasoning_parser, tool_call_parser, enable_auto_tool_choice, default_chat_template_kwargs, allowed_origins,
           cache_policy, kv_cache_memory, block_size, enable_prefix_caching, kv_cache_bits, kv_cache_group_size,
-          sliding_window, prefix_cache_dir, request_timeout, shutdown_timeout, limit_mm_per_prompt,
+          sliding_window, prefix_cache_dir, request_timeout, shutdown_timeout, runner, limit_mm_per_prompt,
           allowed_media_domains, allowed_local_media_path, media_max_bytes, media_fetch_timeout, log_level):
     """Serve MODEL (a local folder or a Hugging Face repo id) on an OpenAI-compatible API.
 
@@ -127,7 +130,7 @@ def serve(model, host, port, api_key, served_model_name, max_num_seqs, max_queue
         enable_prefix_caching=enable_prefix_caching, kv_cache_bits=int(kv_cache_bits) if kv_cache_bits else None,
         kv_cache_group_size=int(kv_cache_group_size), sliding_window=sliding_window,
         prefix_cache_dir=prefix_cache_dir, shutdown_timeout=shutdown_timeout,
-        request_timeout=request_timeout, limit_mm_per_prompt=limit_mm_per_prompt,
+        request_timeout=request_timeout, runner=runner, limit_mm_per_prompt=limit_mm_per_prompt,
         allowed_media_domains=list(allowed_media_domains), allowed_local_media_path=allowed_local_media_path,
         media_fetch_timeout=media_fetch_timeout, media_max_bytes=media_max_bytes,
     )

@@ -50,10 +50,13 @@ def register_model_loaders() -> list[ModelLoader]:
 
     Called at start-up. To load a model, vllm-mlx asks every loader, highest
     ``priority`` first, ``detect(path, config)``; the first that says yes
-    loads it and returns a ``LoadedModel`` declaring its kind (llm, mllm, stt
-    or tts). The built-in ``mlx-lm`` loader (priority 0) takes any model type
+    loads it and returns a ``LoadedModel`` declaring its kind (llm, mllm, stt,
+    tts or embedding). The built-in ``mlx-lm`` loader (priority 0) takes any model type
     mlx-lm knows; family loaders use a higher priority to adjust loading or to
-    name default parsers.
+    name default parsers. With ``--runner pooling`` only ``embedding`` loaders
+    are asked, through ``accepts`` (by default the same as ``detect``); with
+    ``--runner generate`` embedding loaders are skipped. An embedding loader's
+    ``LoadedModel.model`` is an ``EmbeddingModel``.
     """
 
 

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-ModelKind = Literal["llm", "mllm", "stt", "tts"]
+ModelKind = Literal["llm", "mllm", "stt", "tts", "embedding"]
 
 
 @dataclass
@@ -53,6 +53,34 @@ class ModelLoader:
         raise NotImplementedError
 
     def load(self, path: Path, config: dict, **options: Any) -> LoadedModel:
+        raise NotImplementedError
+
+    def accepts(self, path: Path, config: dict) -> bool:
+        """Whether this loader can load the folder when the user picked its kind
+        (``--runner pooling`` for ``embedding`` loaders) though ``detect`` did not
+        claim it, e.g. a decoder without sentence-transformers metadata."""
+        return self.detect(path, config)
+
+
+class EmbeddingModel:
+    """What a loader of kind ``embedding`` returns as ``LoadedModel.model``.
+
+    The embedding engine calls ``embed`` on its own thread (the one that owns
+    every MLX call), with inputs grouped by a token budget: ``batch`` holds
+    token-id lists of different lengths, and each row of the result must not
+    depend on the others (pad and mask as the architecture needs). Rows come
+    back pooled but not normalized; the engine truncates (``dimensions``) and
+    L2-normalizes them.
+    """
+
+    dimensions: int = 0  # the length of one vector
+    # May a request ask for fewer ``dimensions`` (Matryoshka training)? True: any
+    # size up to ``dimensions``; a list: only those sizes; False: none.
+    matryoshka: bool | list[int] = False
+    vocab_size: int = 0  # token ids it takes; 0: the tokenizer's size
+
+    def embed(self, batch: list[list[int]]) -> Any:
+        """An ``mx.array`` of shape ``(len(batch), dimensions)``."""
         raise NotImplementedError
 
 

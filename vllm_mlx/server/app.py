@@ -12,8 +12,11 @@ from .errors import EXCEPTION_HANDLERS
 from .routes.chat import chat_completions
 from .routes.common import MAX_BODY
 from .routes.completions import completions
+from .routes.embeddings import embeddings
 from .routes.health import health, metrics
 from .routes.models import get_model, list_models
+from .routes.tokenize import detokenize, tokenize
+from .kinds import reject_wrong_kind
 from .state import ServerState
 
 
@@ -25,7 +28,9 @@ def create_app(state: ServerState) -> Litestar:
         state.engine.engine.shutdown()
 
     app = Litestar(
-        route_handlers=[chat_completions, completions, list_models, get_model, health, metrics],
+        route_handlers=[chat_completions, completions, list_models, get_model, health, metrics, embeddings,
+                        tokenize, detokenize],
+        before_request=reject_wrong_kind,
         exception_handlers=EXCEPTION_HANDLERS,
         middleware=middleware,
         cors_config=CORSConfig(allow_origins=list(state.settings.allowed_origins))

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..core import AsyncEngine
+from ..core.embedding_engine import AsyncEmbedder
 from ..plugins.interfaces import LoadedModel
 
 
@@ -28,7 +29,9 @@ class ServerSettings:
 
 @dataclass
 class ServerState:
-    engine: AsyncEngine
+    # the model's engine front: AsyncEngine (generation) or AsyncEmbedder (kind "embedding");
+    # both have .engine (the thread's core), .tokenizer, .metrics and .in_flight
+    engine: AsyncEngine | AsyncEmbedder
     loaded: LoadedModel
     settings: ServerSettings
     reasoning_parser_cls: type | None = None

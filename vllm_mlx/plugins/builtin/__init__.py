@@ -5,6 +5,7 @@ One module per model family, plus the generic mlx-lm loader and cache policies.
 
 BUILTIN_MODULES = [
     "vllm_mlx.plugins.builtin.mlx_lm_loader",
+    "vllm_mlx.plugins.builtin.embeddings",
     "vllm_mlx.plugins.builtin.qwen3",
     "vllm_mlx.plugins.builtin.deepseek",
     "vllm_mlx.plugins.builtin.gemma3",
