@@ -221,7 +221,9 @@ def test_requests_match_mlx_vlm_generate(family, alone, media_dir, media_url):
     e.g. Qwen's rotary delta after an image, that greedy picks of a random model may not)."""
     from mlx_vlm import load
 
-    name, _, model_dir, _ = family
+    name, server, model_dir, _ = family
+    # "red-again-other-text" was answered from "red-data"'s cached encoder output
+    assert httpx.get(server.url + "/health").json()["vision"]["encoder_cache_hits"] >= 1
     model, processor = load(str(model_dir))
     tokenizer = processor.tokenizer
     eos = {tokenizer.convert_tokens_to_ids(t) for t in ("<eos>", "<end_of_turn>", "<|im_end|>")}
@@ -302,6 +304,29 @@ def test_same_image_reuses_kv_and_other_image_never_does(vclient, media_dir):
     r = ask(vclient, image_message(question, "data:image/bmp;base64," + base64.b64encode(bmp).decode()))
     assert r.usage.prompt_tokens_details.cached_tokens > 0
     assert r.choices[0].message.content == other.choices[0].message.content
+
+
+def test_repeated_image_is_not_re_encoded(family, media_dir):
+    """The same picture under different text (so the prefix cache cannot serve it) is
+    encoded once; its reply equals the reply with the picture freshly encoded."""
+    name, server, _, client = family
+    yellow = make_image(media_dir / f"yellow-{name}.png", color=(230, 220, 20))
+    url = "data:image/png;base64," + base64.b64encode(yellow).decode()
+
+    def vision():
+        return httpx.get(server.url + "/health").json()["vision"]
+
+    before = vision()
+    first = ask(client, image_message("One question about it?", url))
+    after_first = vision()
+    assert after_first["encoder_cache_misses"] == before["encoder_cache_misses"] + 1
+    second = ask(client, image_message("Another question about this one?", url))
+    after_second = vision()
+    assert after_second["encoder_cache_hits"] == after_first["encoder_cache_hits"] + 1
+    assert after_second["encoder_cache_misses"] == after_first["encoder_cache_misses"]
+    assert second.usage.prompt_tokens_details.cached_tokens < second.usage.prompt_tokens - 8
+    # That cached features give what fresh ones give is checked against mlx-vlm in
+    # test_requests_match_mlx_vlm_generate: its case "red-again-other-text" reuses "red-data"'s features.
 
 
 # -- inputs ---------------------------------------------------------------------------

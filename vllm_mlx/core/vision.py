@@ -18,9 +18,10 @@ whole batch from its first request.
 from __future__ import annotations
 
 import hashlib
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from types import SimpleNamespace
-from typing import Any
+from typing import Any, Callable
 
 import mlx.core as mx
 import mlx.nn as nn
@@ -35,6 +36,19 @@ class MultiModalInput:
     extra: dict[str, Any] = field(default_factory=dict)  # e.g. image_grid_thw for Qwen-VL
     content_hash: str = ""
     num_images: int = 0
+    features_key: str = ""  # digest of the processed arrays: the encoder cache's key
+
+
+def arrays_hash(arrays: dict[str, Any]) -> str:
+    """Digest of a processor's image arrays (pixel values and grids), in a worker thread."""
+    import numpy as np
+
+    h = hashlib.blake2b(digest_size=16)
+    for name in sorted(arrays):
+        a = np.asarray(arrays[name])
+        h.update(f"{name}:{a.dtype}:{a.shape}".encode())
+        h.update(np.ascontiguousarray(a).tobytes())
+    return h.hexdigest()
 
 
 def media_hash(blobs: list[bytes]) -> str:
@@ -58,9 +72,12 @@ class LanguageModelAdapter(nn.Module):
     output object), ``input_embeddings`` is passed as mlx-vlm's ``inputs_embeds``, and
     ``args`` carries the text config under mlx-lm's attribute names."""
 
-    def __init__(self, vlm: nn.Module):
+    def __init__(self, vlm: nn.Module, encode: Callable[..., mx.array] | None = None):
         super().__init__()
         self.vlm = vlm  # a child module, so parameters() (the weights' size) includes the tower
+        # encode(vlm, pixel_values, **extra) -> the image features get_input_embeddings takes as
+        # ``cached_image_features``; given by the family plugin, it turns the encoder cache on
+        self.encode = encode
         text = vlm.config.text_config
         self.args = SimpleNamespace(**{k: v for k, v in vars(text).items() if not k.startswith("_")})
         self.model_type = getattr(vlm.config, "model_type", "")
@@ -113,18 +130,54 @@ def positions_for(cache: list | None, length: int) -> mx.array:
     return single_positions(c0, length)
 
 
+class EncoderCache:
+    """Vision-encoder outputs by processed-image digest, least recently used out first,
+    so an image sent again (a conversation that keeps sending it) is not re-encoded."""
+
+    def __init__(self, max_entries: int = 32):
+        self.max_entries = max_entries
+        self._items: OrderedDict[str, mx.array] = OrderedDict()
+        self.hits = 0
+        self.misses = 0
+
+    def get(self, key: str) -> mx.array | None:
+        value = self._items.get(key)
+        if value is not None:
+            self._items.move_to_end(key)
+            self.hits += 1
+        return value
+
+    def put(self, key: str, value: mx.array) -> None:
+        self.misses += 1
+        if self.max_entries <= 0:
+            return
+        self._items[key] = value
+        self._items.move_to_end(key)
+        while len(self._items) > self.max_entries:
+            self._items.popitem(last=False)
+
+
 class VisionPrefill:
     """Prefills one vision request's prompt into its caches (on the engine thread)."""
 
-    def __init__(self, adapter: LanguageModelAdapter, step_size: int = 512):
+    def __init__(self, adapter: LanguageModelAdapter, step_size: int = 512, encoder_cache_size: int = 32):
         self.adapter = adapter
         self.step_size = step_size
+        self.encoder_cache = EncoderCache(encoder_cache_size)
 
     def embeddings(self, tokens: list[int], mm: MultiModalInput) -> Any:
         vlm = self.adapter.vlm
         ids = mx.array(tokens)[None]
         pixels = mm.pixel_values if isinstance(mm.pixel_values, mx.array) else mx.array(mm.pixel_values)
         extra = {k: (v if isinstance(v, mx.array) or v is None else mx.array(v)) for k, v in mm.extra.items()}
+        encode, cache = self.adapter.encode, self.encoder_cache
+        if encode is not None and mm.features_key:
+            features = cache.get(mm.features_key)
+            if features is None:
+                features = encode(vlm, pixels, **extra)
+                mx.eval(features)
+                cache.put(mm.features_key, features)
+            extra["cached_image_features"] = features
         return vlm.get_input_embeddings(ids, pixels, mask=mx.ones(ids.shape, dtype=mx.int32), **extra)
 
     def prefill(self, tokens: list[int], mm: MultiModalInput, caches: list[Any], start: int) -> int:

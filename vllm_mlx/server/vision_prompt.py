@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from ..core.vision import MultiModalInput, media_hash
+from ..core.vision import MultiModalInput, arrays_hash, media_hash
 from .errors import bad_request
 from .media import MediaSettings, decode_image, image_url_of, load_bytes
 
@@ -48,7 +48,8 @@ def run_processor(processor: Any, text: str, pictures: list[Any], kwargs: dict[s
     ids = ids[0] if ids and isinstance(ids[0], list) else ids
     extra = {k: v for k, v in out.items() if k not in _TEXT_KEYS and v is not None}
     mm = MultiModalInput(pixel_values=out["pixel_values"], extra=extra,
-                         content_hash=media_hash([p.digest for p in pictures]), num_images=len(pictures))
+                         content_hash=media_hash([p.digest for p in pictures]), num_images=len(pictures),
+                         features_key=arrays_hash({"pixel_values": out["pixel_values"], **extra}))
     return ids, mm
 
 

@@ -50,9 +50,17 @@ class Gemma3VisionLoader(ModelLoader):
         return config.get("model_type") == "gemma3" and has_vision_tower(config)
 
     def load(self, path: Path, config: dict, **options: Any) -> LoadedModel:
-        loaded = load_with_mlx_vlm(path, config, self.name, **options)
-        loaded.default_tool_parser = None
-        return loaded
+        return load_with_mlx_vlm(path, config, self.name, encode=encode_gemma3_images, **options)
+
+
+def encode_gemma3_images(vlm: Any, pixel_values: Any, **_: Any) -> Any:
+    """SigLIP features projected into the text space: what mlx-vlm's Gemma 3
+    ``get_input_embeddings`` computes before scattering them into the prompt (it
+    accepts them back as ``cached_image_features``; mlx-vlm has no function for this
+    step alone)."""
+    dtype = vlm.language_model.model.embed_tokens.weight.dtype
+    hidden, _, _ = vlm.vision_tower(pixel_values.transpose(0, 2, 3, 1).astype(dtype), output_hidden_states=True)
+    return vlm.multi_modal_projector(hidden)
 
 
 class Gemma3CachePolicy(CachePolicy):

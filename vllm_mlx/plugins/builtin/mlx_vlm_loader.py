@@ -21,11 +21,14 @@ def mlx_vlm_installed() -> bool:
     return importlib.util.find_spec("mlx_vlm") is not None
 
 
-def load_with_mlx_vlm(path: Path, config: dict, loader_name: str, **options: Any) -> LoadedModel:
+def load_with_mlx_vlm(path: Path, config: dict, loader_name: str, encode: Any = None,
+                      **options: Any) -> LoadedModel:
     """The model as the engine runs it (``core.vision.LanguageModelAdapter`` around the
     mlx-vlm model), mlx-lm's tokenizer wrapper (so text handling is the same as for
     text models) and the model's processor (which expands image placeholders and
-    turns pictures into pixel values)."""
+    turns pictures into pixel values). ``encode(vlm, pixel_values, **arrays)``, if the
+    family gives one, returns the image features its ``get_input_embeddings`` accepts
+    as ``cached_image_features``: then repeated images are not re-encoded."""
     if not mlx_vlm_installed():
         raise RuntimeError("vision models need mlx-vlm: pip install 'vllm-mlx[vision]'")
     from mlx_lm.tokenizer_utils import load as load_tokenizer
@@ -41,7 +44,7 @@ def load_with_mlx_vlm(path: Path, config: dict, loader_name: str, **options: Any
     text = config.get("text_config", {})
     ctx = text.get("max_position_embeddings") or config.get("max_position_embeddings")
     return LoadedModel(
-        model=LanguageModelAdapter(vlm),
+        model=LanguageModelAdapter(vlm, encode),
         tokenizer=tokenizer,
         kind="mllm",
         processor=processor,

@@ -30,9 +30,16 @@ class QwenVLLoader(ModelLoader):
         return config.get("model_type") in QWEN_VL_TYPES and has_vision_tower(config)
 
     def load(self, path: Path, config: dict, **options: Any) -> LoadedModel:
-        loaded = load_with_mlx_vlm(path, config, self.name, **options)
+        loaded = load_with_mlx_vlm(path, config, self.name, encode=encode_qwen_vl_images, **options)
         loaded.default_tool_parser = "hermes"
         return loaded
+
+
+def encode_qwen_vl_images(vlm: Any, pixel_values: Any, image_grid_thw: Any = None, **_: Any) -> Any:
+    """The vision tower's merged patch features, as mlx-vlm's Qwen-VL
+    ``get_input_embeddings`` computes them (and accepts back as ``cached_image_features``)."""
+    dtype = vlm.vision_tower.patch_embed.proj.weight.dtype
+    return vlm.vision_tower(pixel_values.astype(dtype), image_grid_thw, output_hidden_states=False)
 
 
 class QwenVLCachePolicy(CachePolicy):

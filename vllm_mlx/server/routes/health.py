@@ -37,12 +37,22 @@ async def health(request: Request) -> Response:
             "failed": core.counters.requests_failed,
         },
         "kv_cache": core.kv_stats(),
+        "vision": _vision_stats(core),
         "process": {"rss_bytes": _rss_bytes(), "mlx_active_bytes": mx.get_active_memory(),
                     "mlx_cache_bytes": mx.get_cache_memory(), "mlx_peak_bytes": mx.get_peak_memory()},
         "uptime_s": round(time.time() - state.started_at, 1),
     }
     return Response(content=msgspec.json.encode(body), media_type="application/json",
                     status_code=200 if ok else 503)
+
+
+def _vision_stats(core) -> dict | None:
+    vision = getattr(core, "vision", None)
+    if vision is None:
+        return None
+    cache = vision.encoder_cache
+    return {"encoder_cache_hits": cache.hits, "encoder_cache_misses": cache.misses,
+            "encoder_cache_entries": len(cache._items)}
 
 
 def _rss_bytes() -> int | None:
