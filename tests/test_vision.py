@@ -285,12 +285,15 @@ def test_streaming_image_request(vclient, vision_alone, media_dir):
 # -- prefix cache ---------------------------------------------------------------------
 
 
-def test_same_image_reuses_kv_and_other_image_never_does(vclient, media_dir):
+def test_same_image_reuses_kv_and_other_image_never_does(family, media_dir):
+    vclient = family[3]
     question = "Is this the same picture as before? Answer in a few words, please."
-    first = ask(vclient, image_message(question, data_url(media_dir / "green.png")))
-    again = ask(vclient, image_message(question, data_url(media_dir / "green.png")))
+    first = ask(vclient, image_message(question, data_url(media_dir / "green.png")), logprobs=True)
+    again = ask(vclient, image_message(question, data_url(media_dir / "green.png")), logprobs=True)
     assert again.usage.prompt_tokens_details.cached_tokens > 0
     assert again.choices[0].message.content == first.choices[0].message.content
+    for a, b in zip(again.choices[0].logprobs.content, first.choices[0].logprobs.content):
+        assert abs(a.logprob - b.logprob) < 2e-3
     # the same text with a picture not sent before: not one block of the first may serve it
     purple = make_image(media_dir / "purple.png", color=(120, 20, 160))
     other = ask(vclient, image_message(question, "data:image/png;base64," + base64.b64encode(purple).decode()))

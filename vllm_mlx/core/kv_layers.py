@@ -23,7 +23,9 @@ from mlx_lm.models.cache import BatchKVCache, KVCache
 
 from .kv_quantized import PagedQuantizedKVCache
 
-SHAREABLE = (KVCache, PagedQuantizedKVCache)
+from .mrope import MRopeKVCache
+
+SHAREABLE = (KVCache, PagedQuantizedKVCache, MRopeKVCache)  # MRopeKVCache: a KVCache plus the sequence's rope delta
 
 
 def shareable(caches: list[Any]) -> str | None:

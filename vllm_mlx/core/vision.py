@@ -185,8 +185,10 @@ class VisionPrefill:
         embeddings into ``caches`` (which already hold ``tokens[:start]``); returns how
         many tokens the caches hold now. The last token is left for the batch."""
         end = len(tokens) - 1
-        if start >= end:
+        if start >= end and not self.adapter.mrope:
             return start
+        # (an mRoPE model needs its position delta even when the prefix cache held the
+        # whole prompt; with the encoder cache that costs no second encoding)
         out = self.embeddings(tokens, mm)
         embeds = out.inputs_embeds
         ids = mx.array(tokens)[None]

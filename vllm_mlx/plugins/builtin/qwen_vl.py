@@ -3,9 +3,9 @@ kind ``mllm``, with Hermes tool calls like the text Qwen models.
 
 Their multimodal rotary positions need a per-sequence offset in the shared batch:
 the ``qwen_vl`` cache policy gives every layer an ``MRopeKVCache`` that carries it
-(``core/mrope.py``). Those caches are not shared by the prefix cache yet, so
-prefix caching is off for these models. Qwen3-VL (deepstack features injected in
-the first layers) is not handled yet.
+(``core/mrope.py``); the prefix cache shares them like plain ``KVCache`` layers
+(the delta is recomputed from the whole prompt at every admission). Qwen3-VL
+(deepstack features injected in the first layers) is not handled yet.
 """
 
 from __future__ import annotations
