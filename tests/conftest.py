@@ -61,7 +61,7 @@ def server(random_model_dir, tmp_path_factory):
     """The random model behind the real server, with an API key and a small context."""
     srv = _start(tmp_path_factory, "random", [str(random_model_dir), "--api-key", API_KEY,
                                               "--served-model-name", "random-llama", "--max-model-len", "512",
-                                              "--max-num-seqs", "32"])
+                                              "--max-num-seqs", "32", "--model-alias", "claude-*=default"])
     yield srv
     srv.stop()
 

@@ -38,6 +38,8 @@ def test_bench_serve_against_the_server(server, tmp_path):
                   "--prompt-words", "8", "--json-out", str(out))
     check(lines, "serve")
     assert [json.loads(x) for x in out.read_text().splitlines()] == lines
+    check(bench("serve", "--api", "messages", "--url", server.url, "--api-key", API_KEY, "--conc", "1,3",
+                "--max-tokens", "4", "--prompt-words", "8"), "serve")
 
 
 def test_bench_prefix_reports_every_scenario(random_model_dir):

@@ -57,3 +57,21 @@ def test_kv_cache_flags_are_listed_and_bad_values_are_one_line_errors(random_mod
     # The random model's 16-wide heads cannot be quantized in groups of 32 or more: said at start-up.
     out = cli("serve", str(random_model_dir), "--port", "1", "--kv-cache-bits", "8")
     assert out.returncode == 2 and "group size" in out.stderr
+
+
+def test_older_vllm_mlx_command_lines_still_work(random_model_dir):
+    serve = cli("serve", "--help")
+    assert "--continuous-batching" in serve.stdout and "always continuous" in serve.stdout
+    # GEMMA3_SLIDING_WINDOW is read as --sliding-window, with a notice naming the flag (this llama model then
+    # refuses the option, which shows the value arrived).
+    out = cli("serve", str(random_model_dir), "--port", "1", "--continuous-batching",
+              env={"GEMMA3_SLIDING_WINDOW": "0"})
+    assert "GEMMA3_SLIDING_WINDOW=0 is read as --sliding-window 0" in out.stderr
+    assert out.returncode == 2 and "--sliding-window applies to models with sliding-window layers" in out.stderr
+
+
+def test_python_m_vllm_mlx_server_with_model_option_and_kv_bits(random_model_dir):
+    out = subprocess.run([sys.executable, "-m", "vllm_mlx.server", "--model", str(random_model_dir), "--port", "1",
+                          "--kv-bits", "8", "--mllm"], capture_output=True, text=True, timeout=120)
+    # Reaching the KV quantization check proves the model and the older flags were taken.
+    assert out.returncode == 2 and "group size" in out.stderr

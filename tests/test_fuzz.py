@@ -120,3 +120,79 @@ def test_deep_nesting_huge_and_empty_strings_never_5xx(server):
     ]:
         check(server, "/v1/chat/completions", body)
     check(server, "/v1/completions", {"prompt": huge})
+
+
+# -- Anthropic Messages: 2xx, or a 4xx in Anthropic's error shape ----------------------------------
+
+anthropic_blocks = st.one_of(
+    st.fixed_dictionaries({"type": st.just("text"), "text": st.text(max_size=50)},
+                          optional={"cache_control": json_values}),
+    st.fixed_dictionaries({"type": st.just("image"), "source": json_values}),
+    st.fixed_dictionaries({"type": st.just("document"), "source": st.one_of(
+        st.fixed_dictionaries({"type": st.just("text"), "data": st.text(max_size=30)}), json_values)}),
+    st.fixed_dictionaries({"type": st.just("tool_use"), "id": st.text(max_size=8), "name": st.text(max_size=8),
+                           "input": json_values}),
+    st.fixed_dictionaries({"type": st.just("tool_result"), "tool_use_id": st.text(max_size=8)},
+                          optional={"content": st.one_of(st.text(max_size=30), st.lists(json_values, max_size=2)),
+                                    "is_error": json_values}),
+    st.fixed_dictionaries({"type": st.just("thinking"), "thinking": st.text(max_size=30)},
+                          optional={"signature": json_values}),
+    st.fixed_dictionaries({"type": st.sampled_from(["redacted_thinking", "server_tool_use", "bogus"])}),
+    json_values)
+anthropic_messages = st.lists(st.fixed_dictionaries({
+    "role": st.sampled_from(["user", "assistant", "system", "tool", "", 5]),
+    "content": st.one_of(st.text(max_size=100), st.lists(anthropic_blocks, max_size=3), json_values)}),
+    max_size=4) | json_values
+anthropic_tools = st.lists(st.fixed_dictionaries({"name": st.text(max_size=8)}, optional={
+    "input_schema": json_values, "type": st.sampled_from(["custom", "bash_20250124", "web_search_20250305"]),
+    "description": json_values}), max_size=2) | json_values
+
+messages_bodies = st.fixed_dictionaries(
+    {"model": st.sampled_from(["claude-x", "default", "nope", ""]), "messages": anthropic_messages},
+    optional={
+        "max_tokens": st.one_of(st.integers(-5, 8), json_values),
+        "system": st.one_of(st.text(max_size=50), st.lists(anthropic_blocks, max_size=2), json_values),
+        "stream": st.booleans(),
+        "stop_sequences": st.one_of(st.lists(st.text(max_size=5), max_size=20), json_values),
+        "temperature": st.one_of(st.floats(-2, 3, allow_nan=False), json_values),
+        "top_k": st.integers(-3, 10**7),
+        "tools": anthropic_tools,
+        "tool_choice": st.one_of(st.fixed_dictionaries({"type": st.sampled_from(["auto", "any", "tool", "none", "x"])},
+                                                       optional={"name": st.text(max_size=8)}), json_values),
+        "thinking": st.one_of(st.fixed_dictionaries({"type": st.sampled_from(["enabled", "disabled", "x"])},
+                                                    optional={"budget_tokens": json_values}), json_values),
+        "output_config": json_values,
+        "metadata": json_values,
+    })
+
+
+def check_anthropic(server, path, body):
+    with httpx.Client(timeout=60) as http:
+        resp = http.post(server.url + path, content=json.dumps(body), headers=AUTH)
+        text = resp.text
+    assert resp.status_code < 500, text
+    if resp.status_code >= 400:
+        err = json.loads(text)
+        assert err["type"] == "error" and set(err["error"]) == {"type", "message"} and err["error"]["message"]
+    elif body.get("stream") is True and path == "/v1/messages":
+        assert text.rstrip().split("\n\n")[-1].startswith("event: message_stop") and "event: error" not in text
+
+
+@SETTINGS
+@given(body=messages_bodies)
+def test_messages_never_5xx(server, body):
+    if isinstance(body.get("max_tokens"), int) and body["max_tokens"] > 8:
+        body["max_tokens"] = 8
+    check_anthropic(server, "/v1/messages", body)
+    check_anthropic(server, "/v1/messages/count_tokens", body)
+
+
+def test_messages_deep_nesting_is_an_anthropic_400(server):
+    deep = '{"a":' * 5000 + "{}" + "}" * 5000
+    for text in ['{"model": "claude-x", "max_tokens": 2, "messages": [{"role": "user", "content": "hi"}], '
+                 '"tools": [{"name": "f", "input_schema": %s}]}' % deep,
+                 '{"model": "claude-x", "max_tokens": 2, "messages": [{"role": "assistant", "content": [{"type": '
+                 '"tool_use", "id": "t", "name": "f", "input": %s}]}]}' % deep]:
+        for path in ("/v1/messages", "/v1/messages/count_tokens"):
+            resp = httpx.post(server.url + path, content=text.encode(), headers=AUTH, timeout=60)
+            assert resp.status_code == 400 and resp.json()["error"]["type"] == "invalid_request_error", resp.text

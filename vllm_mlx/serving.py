@@ -45,6 +45,8 @@ class ServeOptions:
     max_queue: int = 1024
     allowed_origins: list[str] = field(default_factory=list)
     default_chat_template_kwargs: dict[str, Any] = field(default_factory=dict)
+    model_aliases: list[str] = field(default_factory=list)  # "NAME=SERVED", NAME may be a glob
+    ping_interval: float = 10.0
     log_level: str = "info"
     runner: str = "auto"  # vLLM's --runner: auto, generate, pooling (embeddings)
     limit_mm_per_prompt: dict[str, int] = field(default_factory=dict)  # {"image": 4}; see server.media
@@ -58,10 +60,16 @@ def build_state(opts: ServeOptions, plugins: PluginManager | None = None) -> Ser
     """Load plugins and the model, start the engine; returns what ``create_app`` needs."""
     plugins = plugins or PluginManager(extra=opts.plugins)
     loaded = load_model(opts.model, plugins, kinds=("llm", "mllm", "embedding"), runner=opts.runner)
+    name = opts.served_model_name or (
+        "vllm-mlx-demo" if loaded.is_demo and opts.model is None else (opts.model or str(loaded.path)))
+    aliases = tuple(a for a in {opts.model, str(loaded.path)} if a and a != name)
+    model_aliases = model_alias_names(opts.model_aliases, {name, "default", *aliases})
     if loaded.kind == "embedding":
         from .serving_embeddings import build_embedding_state
 
-        return build_embedding_state(opts, loaded)
+        state = build_embedding_state(opts, loaded)
+        state.settings.model_aliases = model_aliases
+        return state
     reasoning = opts.reasoning_parser or loaded.default_reasoning_parser
     tools = opts.tool_call_parser or plugins.detect_tool_parser(chat_template_text(loaded.tokenizer)) \
         or loaded.default_tool_parser
@@ -103,8 +111,6 @@ def build_state(opts: ServeOptions, plugins: PluginManager | None = None) -> Ser
         log.warning("the KV cache holds %d tokens, less than the context of %d: limiting the context to it "
                     "(raise --kv-cache-memory for more)", engine.kv.capacity_tokens, max_model_len)
         max_model_len = engine.kv.capacity_tokens
-    name = opts.served_model_name or (
-        "vllm-mlx-demo" if loaded.is_demo and opts.model is None else (opts.model or str(loaded.path)))
     settings = ServerSettings(
         served_model_name=name,
         api_key=opts.api_key,
@@ -116,8 +122,10 @@ def build_state(opts: ServeOptions, plugins: PluginManager | None = None) -> Ser
         max_queue=opts.max_queue,
         allowed_origins=tuple(opts.allowed_origins),
         default_chat_template_kwargs=dict(opts.default_chat_template_kwargs),
-        aliases=tuple(a for a in {opts.model, str(loaded.path)} if a and a != name),
+        aliases=aliases,
         sampling_defaults=sampling_defaults(loaded.path),
+        model_aliases=model_aliases,
+        ping_interval=opts.ping_interval,
         media=MediaSettings(
             limits=limits,
             allowed_domains=tuple(d.lower() for d in opts.allowed_media_domains),
@@ -131,6 +139,21 @@ def build_state(opts: ServeOptions, plugins: PluginManager | None = None) -> Ser
              name, loaded.loader, max_model_len, reasoning, tools)
     return ServerState(engine=AsyncEngine(engine), loaded=loaded, settings=settings,
                        reasoning_parser_cls=reasoning_cls, tool_parser_cls=tool_cls)
+
+
+def model_alias_names(specs: list[str], served: set[str]) -> tuple[str, ...]:
+    """``--model-alias NAME=SERVED`` (NAME may be a glob such as ``claude-*``) -> the NAME patterns.
+    One model is served, so SERVED must name it (or be ``default``)."""
+    names = []
+    for spec in specs:
+        name, sep, target = spec.partition("=")
+        if not sep or not name.strip() or not target.strip():
+            raise PluginError(f"--model-alias {spec!r}: expected NAME=SERVED, e.g. 'claude-*=default'")
+        if target.strip() not in served:
+            raise PluginError(f"--model-alias {spec!r}: {target.strip()!r} is not the served model "
+                              f"(use 'default' or one of: {', '.join(sorted(served))})")
+        names.append(name.strip())
+    return tuple(names)
 
 
 def chat_template_text(tokenizer: Any) -> str | None:

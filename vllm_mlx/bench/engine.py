@@ -38,6 +38,7 @@ class EngineBenchConfig:
     seed: int = 1
     ignore_eos: bool = True
     warmup: bool = True
+    prefix_caching: bool = True
 
 
 def load_llm(model: str | None):
@@ -109,6 +110,7 @@ def engine_bench(cfg: EngineBenchConfig, report: Callable[[dict], None], loaded:
     loaded = loaded or load_llm(cfg.model)
     engine = Engine(loaded.model, loaded.tokenizer, EngineConfig(
         max_num_seqs=cfg.max_num_seqs, prefill_step_size=cfg.prefill_step_size,
+        prefix_caching=cfg.prefix_caching,
     )).start()
     try:
         return asyncio.run(run_levels(AsyncEngine(engine), loaded.tokenizer, cfg, report))

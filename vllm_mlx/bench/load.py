@@ -1,8 +1,10 @@
 """``bench serve``: an HTTP load generator for any OpenAI-compatible chat server.
 
-Each request streams ``/v1/chat/completions`` greedily; at most ``conc`` are in
+Each request streams ``/v1/chat/completions`` (or, with ``api="messages"``,
+Anthropic's ``/v1/messages``) greedily; at most ``conc`` are in
 flight at once (a semaphore), over one pooled httpx client. Output tokens come
-from the final usage chunk (``stream_options.include_usage``); TTFT is the time
+from the final usage chunk (``stream_options.include_usage``; ``message_delta.usage``
+for messages); TTFT is the time
 from sending the request to the first chunk that carries output, and the
 inter-token latency is the gap between successive output chunks of a request.
 Failed requests (non-200, an error event, a dropped or truncated stream) are
@@ -39,6 +41,7 @@ class ServeBenchConfig:
     timeout: float = 600.0  # seconds; httpx connect/read/write limit per request
     warmup: bool = True
     tools: bool = False  # send BENCH_TOOLS with every request (the server's tool parser then runs)
+    api: str = "chat"  # "chat" (/v1/chat/completions) or "messages" (Anthropic /v1/messages)
 
 
 BENCH_TOOLS = [{"type": "function", "function": {
@@ -46,7 +49,20 @@ BENCH_TOOLS = [{"type": "function", "function": {
     "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}}]
 
 
+PATHS = {"chat": "/v1/chat/completions", "messages": "/v1/messages"}
+ANTHROPIC_OUTPUT = ("text_delta", "thinking_delta", "input_json_delta")
+
+
 def request_body(cfg: ServeBenchConfig, text: str, max_tokens: int) -> dict:
+    if cfg.api == "messages":
+        body = {"model": cfg.model, "messages": [{"role": "user", "content": text}], "max_tokens": max_tokens,
+                "temperature": 0.0, "stream": True}
+        if cfg.ignore_eos:
+            body["ignore_eos"] = True
+        if cfg.tools:
+            body["tools"] = [{"name": t["function"]["name"], "description": t["function"]["description"],
+                              "input_schema": t["function"]["parameters"]} for t in BENCH_TOOLS]
+        return body
     body = {
         "model": cfg.model,
         "messages": [{"role": "user", "content": text}],
@@ -83,6 +99,22 @@ async def stream_one(client, url: str, body: dict, headers: dict) -> RequestStat
                     done = True
                     break
                 event = json.loads(data)
+                kind = event.get("type")
+                if kind is not None:  # an Anthropic stream: content_block_delta, message_delta, ...
+                    if kind == "error":
+                        stats.error = "stream error: " + str(event.get("error"))
+                        return stats
+                    if kind == "content_block_delta" and (event.get("delta") or {}).get("type") in ANTHROPIC_OUTPUT:
+                        stats.mark(time.perf_counter())
+                        chunks += 1
+                    elif kind == "message_delta":
+                        finished = True
+                        out = (event.get("usage") or {}).get("output_tokens")
+                        usage = {"completion_tokens": out, "prompt_tokens": None} if isinstance(out, int) else None
+                    elif kind == "message_stop":
+                        done = True
+                        break
+                    continue
                 if event.get("error"):
                     err = event["error"]
                     stats.error = "stream error: " + str(err.get("message", err) if isinstance(err, dict) else err)
@@ -116,7 +148,7 @@ async def stream_one(client, url: str, body: dict, headers: dict) -> RequestStat
 
 
 async def run_level(client, cfg: ServeBenchConfig, conc: int, headers: dict) -> dict:
-    url = cfg.url.rstrip("/") + "/v1/chat/completions"
+    url = cfg.url.rstrip("/") + PATHS[cfg.api]
     if cfg.warmup:
         warm = await stream_one(client, url, request_body(cfg, WARMUP_TEXT, min(8, cfg.max_tokens)), headers)
         if warm.error:

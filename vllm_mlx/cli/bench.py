@@ -66,14 +66,16 @@ def bench() -> None:
               help="Per-request connect/read timeout in seconds; a request past it counts as an error.")
 @click.option("--tools", is_flag=True,
               help="Send a tool definition with every request, so the server's tool-call parser reads the output.")
+@click.option("--api", default="chat", show_default=True, type=click.Choice(["chat", "messages"]),
+              help="Which API to stream: chat (/v1/chat/completions) or messages (Anthropic /v1/messages).")
 def serve_cmd(url, model, conc, requests, max_tokens, label, json_out, prompt_words, api_key, seed, ignore_eos,
-              timeout, tools):
-    """Stream /v1/chat/completions from a running server at each concurrency level."""
+              timeout, tools, api):
+    """Stream /v1/chat/completions (or /v1/messages) from a running server at each concurrency level."""
     from ..bench import ServeBenchConfig, serve_bench
 
     cfg = ServeBenchConfig(url=url, model=model, conc=conc, requests=requests, max_tokens=max_tokens,
                            prompt_words=prompt_words, api_key=api_key or None, label=label, seed=seed,
-                           ignore_eos=ignore_eos, timeout=timeout, tools=tools)
+                           ignore_eos=ignore_eos, timeout=timeout, tools=tools, api=api)
     serve_bench(cfg, _reporter(json_out))
 
 
@@ -84,10 +86,13 @@ def serve_cmd(url, model, conc, requests, max_tokens, label, json_out, prompt_wo
               help="Words per prompt (the same prompts `bench serve` sends).")
 @click.option("--max-num-seqs", default=64, show_default=True, type=click.IntRange(1, 4096),
               help="The engine's batch limit (as `vllm-mlx serve --max-num-seqs`).")
+@click.option("--enable-prefix-caching/--no-enable-prefix-caching", default=True, show_default=True,
+              help="As `vllm-mlx serve`: measure the engine with and without the prefix cache.")
 @click.option("--seed", default=1, show_default=True, type=int, help="Prompt seed.")
 @click.option("--ignore-eos/--no-ignore-eos", default=True, show_default=True,
               help="Ignore end-of-sequence so every request makes exactly --max-tokens tokens.")
-def engine_cmd(model, conc, requests, max_tokens, label, json_out, prompt_words, max_num_seqs, seed, ignore_eos):
+def engine_cmd(model, conc, requests, max_tokens, label, json_out, prompt_words, max_num_seqs, enable_prefix_caching, seed,
+               ignore_eos):
     """Run the same load in-process through Engine + AsyncEngine (no HTTP) on MODEL."""
     from ..bench import BenchError, EngineBenchConfig, engine_bench
     from ..model_source import ModelSourceError
@@ -95,7 +100,7 @@ def engine_cmd(model, conc, requests, max_tokens, label, json_out, prompt_words,
 
     cfg = EngineBenchConfig(model=model, conc=conc, requests=requests, max_tokens=max_tokens,
                             prompt_words=prompt_words, max_num_seqs=max_num_seqs, label=label, seed=seed,
-                            ignore_eos=ignore_eos)
+                            ignore_eos=ignore_eos, prefix_caching=enable_prefix_caching)
     try:
         engine_bench(cfg, _reporter(json_out))
     except (BenchError, ModelSourceError, PluginError) as exc:

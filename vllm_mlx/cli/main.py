@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import sys
 
 import click
@@ -38,7 +39,7 @@ def _json_object(ctx, param, value):
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
 @click.option("--port", default=8000, show_default=True, type=int, help="Port to listen on.")
 @click.option("--api-key", envvar="VLLM_MLX_API_KEY", default=None,
-              help="Require 'Authorization: Bearer KEY' on /v1 routes (env VLLM_MLX_API_KEY).")
+              help="Require 'Authorization: Bearer KEY' or 'x-api-key: KEY' on /v1 routes (env VLLM_MLX_API_KEY).")
 @click.option("--served-model-name", default=None,
               help="Name clients use in 'model' (default: the MODEL argument). 'default' always works too.")
 @click.option("--max-num-seqs", default=64, show_default=True, type=click.IntRange(1, 4096),
@@ -58,6 +59,12 @@ def _json_object(ctx, param, value):
               help="Parse tool calls from model output (hermes, qwen3_coder, llama3_json, mistral, deepseek_v3, "
                    "gemma3, ...); default: detected from the chat template, else the model family's; 'none' "
                    "passes tools to the model and returns its reply unparsed.")
+@click.option("--model-alias", "model_aliases", multiple=True, metavar="NAME=SERVED",
+              help="Also accept NAME in 'model' for the served model (repeatable; NAME may be a glob, e.g. "
+                   "'claude-*=default' for Claude Code).")
+@click.option("--ping-interval", default=10.0, show_default=True, type=click.FloatRange(min=0.001),
+              help="Anthropic streams: send a 'ping' event this often (seconds) while a request waits for "
+                   "its first token (queue, long prefill).")
 @click.option("--enable-auto-tool-choice", is_flag=True,
               help="Accepted for vLLM compatibility: tool calls are parsed whenever a tool-call parser is active.")
 @click.option("--default-chat-template-kwargs", default=None, callback=_json_object, metavar="JSON",
@@ -75,7 +82,7 @@ def _json_object(ctx, param, value):
               help="Tokens per KV cache block (the unit of memory and of prefix sharing).")
 @click.option("--enable-prefix-caching/--no-enable-prefix-caching", default=True, show_default=True,
               help="Reuse the KV of prompt prefixes other requests already computed.")
-@click.option("--kv-cache-bits", default=None, type=click.Choice(["4", "8"]),
+@click.option("--kv-cache-bits", "--kv-bits", "kv_cache_bits", default=None, type=click.Choice(["4", "8"]),
               help="Quantize the KV cache to this many bits (less memory, slightly different output).")
 @click.option("--kv-cache-group-size", default=64, show_default=True, type=click.Choice(["32", "64", "128"]),
               help="Quantization group size for --kv-cache-bits.")
@@ -94,6 +101,11 @@ def _json_object(ctx, param, value):
 @click.option("--runner", default="auto", show_default=True, type=click.Choice(["auto", "generate", "pooling"]),
               help="pooling: serve MODEL as an embedding model (/v1/embeddings); generate: as an LLM; auto: an "
                    "embedding model when it has sentence-transformers metadata (modules.json with Pooling).")
+@click.option("--continuous-batching", is_flag=True,
+              help="Accepted for the older vllm-mlx's command lines: batching is always continuous here.")
+@click.option("--model", "model_option", default=None, metavar="MODEL",
+              help="The MODEL argument, spelled as an option (the older vllm-mlx's `--model`).")
+@click.option("--mllm", is_flag=True, help="Accepted for older command lines: vision models are detected.")
 @click.option("--limit-mm-per-prompt", default=None, callback=_json_object, metavar="JSON",
               help='Vision models: most media per request, e.g. \'{"image": 4}\' (default: 8 images).')
 @click.option("--allowed-media-domains", multiple=True, metavar="HOST",
@@ -107,10 +119,11 @@ def _json_object(ctx, param, value):
 @click.option("--log-level", default="info", show_default=True,
               type=click.Choice(["critical", "error", "warning", "info", "debug"]), help="Logging detail.")
 def serve(model, host, port, api_key, served_model_name, max_num_seqs, max_queue, max_model_len, prefill_step_size, plugins,
-          reasoning_parser, tool_call_parser, enable_auto_tool_choice, default_chat_template_kwargs, allowed_origins,
+          reasoning_parser, tool_call_parser, model_aliases, ping_interval, enable_auto_tool_choice, default_chat_template_kwargs, allowed_origins,
           cache_policy, kv_cache_memory, block_size, enable_prefix_caching, kv_cache_bits, kv_cache_group_size,
-          sliding_window, prefix_cache_dir, request_timeout, shutdown_timeout, runner, limit_mm_per_prompt,
-          allowed_media_domains, allowed_local_media_path, media_max_bytes, media_fetch_timeout, log_level):
+          sliding_window, prefix_cache_dir, request_timeout, shutdown_timeout, runner, continuous_batching,
+          model_option, mllm, limit_mm_per_prompt, allowed_media_domains, allowed_local_media_path,
+          media_max_bytes, media_fetch_timeout, log_level):
     """Serve MODEL (a local folder or a Hugging Face repo id) on an OpenAI-compatible API.
 
     With no MODEL, serves the built-in demo model (built once into the user cache, offline).
@@ -120,6 +133,10 @@ def serve(model, host, port, api_key, served_model_name, max_num_seqs, max_queue
     from ..serving import ServeOptions, serve as run_server
 
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    sliding_window = _legacy_sliding_window(sliding_window)
+    if model_option and model and model_option != model:
+        raise click.UsageError(f"two models given: {model!r} and --model {model_option!r}")
+    model = model or model_option
     opts = ServeOptions(
         model=model, host=host, port=port, api_key=api_key or None, served_model_name=served_model_name,
         max_num_seqs=max_num_seqs, max_queue=max_queue, max_model_len=max_model_len, prefill_step_size=prefill_step_size,
@@ -130,7 +147,8 @@ def serve(model, host, port, api_key, served_model_name, max_num_seqs, max_queue
         enable_prefix_caching=enable_prefix_caching, kv_cache_bits=int(kv_cache_bits) if kv_cache_bits else None,
         kv_cache_group_size=int(kv_cache_group_size), sliding_window=sliding_window,
         prefix_cache_dir=prefix_cache_dir, shutdown_timeout=shutdown_timeout,
-        request_timeout=request_timeout, runner=runner, limit_mm_per_prompt=limit_mm_per_prompt,
+        request_timeout=request_timeout, runner=runner, model_aliases=list(model_aliases),
+        ping_interval=ping_interval, limit_mm_per_prompt=limit_mm_per_prompt,
         allowed_media_domains=list(allowed_media_domains), allowed_local_media_path=allowed_local_media_path,
         media_fetch_timeout=media_fetch_timeout, media_max_bytes=media_max_bytes,
     )
@@ -139,6 +157,20 @@ def serve(model, host, port, api_key, served_model_name, max_num_seqs, max_queue
     except (ModelSourceError, PluginError) as exc:
         click.echo(f"error: {exc}", err=True)
         sys.exit(2)
+
+
+def _legacy_sliding_window(flag: int | None) -> int | None:
+    """The older vllm-mlx read GEMMA3_SLIDING_WINDOW=N (0 = full cache); honour it when
+    --sliding-window is not given, and say which flag replaces it."""
+    env = os.environ.get("GEMMA3_SLIDING_WINDOW")
+    if flag is not None or env is None:
+        return flag
+    try:
+        value = int(env)
+    except ValueError:
+        raise click.BadParameter(f"GEMMA3_SLIDING_WINDOW={env!r} is not an integer") from None
+    click.echo(f"note: GEMMA3_SLIDING_WINDOW={value} is read as --sliding-window {value}; prefer the flag.", err=True)
+    return value
 
 
 @cli.command("plugins")

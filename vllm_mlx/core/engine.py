@@ -243,10 +243,6 @@ class Engine:
             self.counters.steps += 1
             if events:
                 self._deliver(events)
-            try:
-                sched.after_step()
-            except Exception:  # noqa: BLE001 - the cache is an optimisation: log, keep serving
-                log.exception("prefix cache write-back failed")
             self._num_waiting = sched.num_waiting
             self._num_running = sched.num_running
 

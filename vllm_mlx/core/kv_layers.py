@@ -37,11 +37,19 @@ def shareable(caches: list[Any]) -> str | None:
 
 
 def cut_blocks(cache: Any, start: int, end: int, block_size: int) -> list[Any]:
-    """Own copies of tokens [start, end) of one layer's single-sequence cache, one per block."""
-    kv = (cache.keys, cache.values)
+    """Tokens [start, end) of one layer's single-sequence cache, one entry per block.
+
+    The range is copied once (one kernel per array, however many blocks) and the
+    blocks are views of that copy: a copy per block costs a kernel launch per
+    block and layer, which profiling on a GPU showed as ~10% of the engine
+    thread at 128 sequences. The blocks of one write share their buffer, so its
+    memory returns when the last of them is evicted (the pool evicts a chain's
+    tail first, so a write's blocks tend to leave together).
+    """
+    segment = tree_map(lambda x: mx.contiguous(x[..., start:end, :]), (cache.keys, cache.values))
     out = []
-    for s in range(start, end, block_size):
-        out.append(tree_map(lambda x, s=s: mx.contiguous(x[..., s:s + block_size, :]), kv))
+    for s in range(0, end - start, block_size):
+        out.append(tree_map(lambda x, s=s: x[..., s:s + block_size, :], segment))
     return out
 
 

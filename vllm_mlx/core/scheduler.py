@@ -109,7 +109,9 @@ class Scheduler:
         self.preemptions = 0
         self.failed = 0  # requests ended because their own sampler or processor raised
         self._admitted = 0
-        self._writeback: list[_Seq] = []
+        # Running sequences whose prompt is prefilled but whose blocks are not in the
+        # pool yet: written when a waiting request needs them, else when they finish.
+        self._unwritten: dict[int, _Seq] = {}
 
     # -- state -------------------------------------------------------------
     def has_work(self) -> bool:
@@ -142,6 +144,7 @@ class Scheduler:
 
     def _drop(self, seq: _Seq) -> None:
         del self.running[seq.uid]
+        self._unwritten.pop(seq.uid, None)
         self.pool.unreserve(seq.working)
         seq.working = 0
 
@@ -168,6 +171,7 @@ class Scheduler:
         admitted: list[_Seq] = []
         deferred: list[_Seq] = []
         pending = self._pending() if self.cache.enabled and self.waiting else set()
+        unwritten = self._unwritten_index() if self.cache.enabled and self._unwritten and self.waiting else {}
         while self.waiting and len(self.running) + len(admitted) < self.max_num_seqs:
             item = self.waiting[0]
             if isinstance(item, EngineRequest):
@@ -179,6 +183,10 @@ class Scheduler:
                 item = self.waiting[0] = self._new_seq(item)
             seq = item
             blocks = self.cache.cached_prefix(seq.hashes)
+            if len(blocks) < len(seq.hashes) and seq.hashes[len(blocks)] in unwritten:
+                # A running request holds these blocks in the batch: copy them out now.
+                self._write_back(unwritten.pop(seq.hashes[len(blocks)]), unwritten)
+                blocks = self.cache.cached_prefix(seq.hashes)
             if any(h in pending for h in seq.hashes[len(blocks):]):
                 # Another request is computing this prefix: wait for its blocks.
                 deferred.append(self.waiting.popleft())
@@ -295,7 +303,7 @@ class Scheduler:
                 seq = self.running[pr.uid]
                 seq.prompt_done = True
                 if self.cache.enabled and len(seq.hashes) * self.block_size > seq.reused_tokens:
-                    self._writeback.append(seq)
+                    self._unwritten[seq.uid] = seq
         wants_logprobs: list[tuple[TokenEvent, mx.array, int]] = []
         for r in responses:
             seq = self.running.get(r.uid)
@@ -328,18 +336,28 @@ class Scheduler:
         events += self._grow()
         return events
 
-    def after_step(self) -> None:
-        """Work that can wait until the step's tokens are on their way: copy the
-        blocks of prompts that finished prefilling into the cache (requests waiting
-        for those blocks are admitted at the next step)."""
-        pending, self._writeback = self._writeback, []
-        live = [s for s in pending if s.uid in self.running and self.running[s.uid] is s]
-        if not live:
+    def _unwritten_index(self) -> dict[bytes, _Seq]:
+        index: dict[bytes, _Seq] = {}
+        for seq in self._unwritten.values():
+            for h in seq.hashes[seq.hit_tokens // self.block_size:]:
+                index.setdefault(h, seq)
+        return index
+
+    def _write_back(self, seq: _Seq, index: dict[bytes, _Seq]) -> None:
+        """Copy a running sequence's prompt blocks into the pool, on demand.
+
+        Not done for every prompt: extracting a sequence from the batch cache
+        synchronizes with the device, which on a GPU stalls the step pipeline
+        (measured: a third of the throughput at 128 sequences when every prompt
+        was written at once). Without a taker the blocks are written at finish,
+        from the cache mlx-lm extracts then anyway."""
+        self._unwritten.pop(seq.uid, None)
+        for h in [h for h, s in index.items() if s is seq]:
+            del index[h]
+        if seq.uid not in self.running:
             return
-        extracted = self.generator.extract_cache([s.uid for s in live])
-        for seq in live:
-            cache, tokens = extracted[seq.uid]
-            self._store(seq, tokens, cache)
+        cache, tokens = self.generator.extract_cache([seq.uid])[seq.uid]
+        self._store(seq, tokens, cache)
 
     def _store(self, seq: _Seq, tokens: list[int], caches: list[Any]) -> None:
         if not self.cache.enabled:

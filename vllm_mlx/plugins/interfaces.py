@@ -212,7 +212,7 @@ class ToolParser:
 
     The server streams through ``feed``/``finish`` and answers non-streaming
     requests with ``extract_tool_calls``. ``tools`` is the request's tool list
-    as sent; ``request`` (an option) the chat request itself.
+    as sent; ``request`` (an option) the request (``server.pipeline.ChatRequest``, whatever API it came from).
     ``template_markers``: strings that, all found in a model's chat template,
     make the server pick this parser when the user names none.
     """

@@ -13,7 +13,8 @@ from .routes.chat import chat_completions
 from .routes.common import MAX_BODY
 from .routes.completions import completions
 from .routes.embeddings import embeddings
-from .routes.health import health, metrics
+from .routes.health import health, metrics, root, root_head
+from .routes.messages import count_tokens, messages
 from .routes.models import get_model, list_models
 from .routes.tokenize import detokenize, tokenize
 from .kinds import reject_wrong_kind
@@ -28,8 +29,8 @@ def create_app(state: ServerState) -> Litestar:
         state.engine.engine.shutdown()
 
     app = Litestar(
-        route_handlers=[chat_completions, completions, list_models, get_model, health, metrics, embeddings,
-                        tokenize, detokenize],
+        route_handlers=[chat_completions, completions, messages, count_tokens, list_models, get_model, health,
+                        metrics, root, root_head, embeddings, tokenize, detokenize],
         before_request=reject_wrong_kind,
         exception_handlers=EXCEPTION_HANDLERS,
         middleware=middleware,

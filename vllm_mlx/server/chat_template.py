@@ -6,7 +6,7 @@ import json
 from typing import Any
 
 from .errors import bad_request
-from .schemas.chat import ChatCompletionRequest, ChatMessage
+from .schemas.chat import ChatMessage
 
 ROLES = {"system", "developer", "user", "assistant", "tool"}
 
@@ -91,27 +91,30 @@ def check_tools(tools: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return tools
 
 
-def render_chat(tokenizer, req: ChatCompletionRequest, default_kwargs: dict[str, Any]) -> list[int]:
-    text = render_chat_text(tokenizer, req, default_kwargs)
+def render_messages(tokenizer, messages: list[dict[str, Any]], *, tools: list[dict[str, Any]] | None,
+                    kwargs: dict[str, Any], add_generation_prompt: bool = True,
+                    continue_final_message: bool = False) -> list[int]:
+    """Template-ready messages (and OpenAI-format tools) -> prompt token ids. Every API renders here,
+    so a token count (``/v1/messages/count_tokens``) equals what generation feeds the model."""
+    text = render_messages_text(tokenizer, messages, tools=tools, kwargs=kwargs,
+                                add_generation_prompt=add_generation_prompt,
+                                continue_final_message=continue_final_message)
     return text if isinstance(text, list) else tokenizer.encode(text, add_special_tokens=False)
 
 
-def render_chat_text(tokenizer, req: ChatCompletionRequest, default_kwargs: dict[str, Any],
-                     media: list | None = None) -> str | list[int]:
-    """The templated prompt (token ids for a model without a template); with
-    ``media``, image parts are collected into it (see ``_content_text``)."""
-    messages = to_template_messages(req.messages, media)
-    tools = check_tools(req.tools) if req.tools and req.tool_choice != "none" else None
-    kwargs = dict(default_kwargs)
-    kwargs.update(req.chat_template_kwargs or {})
+def render_messages_text(tokenizer, messages: list[dict[str, Any]], *, tools: list[dict[str, Any]] | None,
+                         kwargs: dict[str, Any], add_generation_prompt: bool = True,
+                         continue_final_message: bool = False) -> str | list[int]:
+    """The templated prompt as text (token ids for a model without a template): what a
+    vision model's processor reads, to expand image placeholders."""
     if getattr(tokenizer, "chat_template", None) is None and not getattr(tokenizer, "has_chat_template", False):
         text = "".join(f"{m['role']}: {m['content'] or ''}\n" for m in messages) + "assistant:"
         return tokenizer.encode(text)
     try:
         text = tokenizer.apply_chat_template(
             messages, tools=tools, tokenize=False,
-            add_generation_prompt=req.add_generation_prompt and not req.continue_final_message,
-            continue_final_message=req.continue_final_message, **kwargs)
+            add_generation_prompt=add_generation_prompt and not continue_final_message,
+            continue_final_message=continue_final_message, **kwargs)
     except Exception as exc:  # template errors (role order, missing fields) are the caller's
         raise bad_request(f"The chat template could not render these messages: {exc}", param="messages") from None
     if not isinstance(text, str):

@@ -1,10 +1,12 @@
-"""Every error leaves the server in OpenAI's shape:
-``{"error": {"message", "type", "param", "code"}}`` with a 4xx/5xx status."""
+"""Errors are raised once, as ``APIError``, and leave the server in the shape of the API the
+client speaks: OpenAI's ``{"error": {"message", "type", "param", "code"}}`` or, on the
+Anthropic routes, ``{"type": "error", "error": {"type", "message"}, "request_id"}``."""
 
 from __future__ import annotations
 
 import logging
 import re
+import uuid
 
 import msgspec
 from litestar import Request, Response
@@ -29,6 +31,15 @@ class APIError(Exception):
         self.type = type or _TYPES.get(status, "server_error" if status >= 500 else "invalid_request_error")
 
 
+class ContextLengthError(APIError):
+    """The prompt leaves no room in the context window (each API words this its own way)."""
+
+    def __init__(self, message: str, *, prompt_tokens: int, limit: int, param: str | None = None):
+        super().__init__(400, message, param=param, code="context_length_exceeded")
+        self.prompt_tokens = prompt_tokens
+        self.limit = limit
+
+
 class ClientGone(Exception):
     """The client disconnected before its (non-streaming) reply was ready."""
 
@@ -43,7 +54,43 @@ def error_body(err: APIError) -> bytes:
     )
 
 
-def error_response(err: APIError) -> Response:
+# Anthropic's error.type names (anthropic SDK types/shared/error_type.py), by HTTP status
+_ANTHROPIC_TYPES = {400: "invalid_request_error", 401: "authentication_error", 402: "billing_error",
+                    403: "permission_error", 404: "not_found_error", 405: "invalid_request_error",
+                    408: "timeout_error", 409: "conflict_error", 413: "request_too_large",
+                    422: "invalid_request_error", 429: "rate_limit_error", 503: "overloaded_error",
+                    529: "overloaded_error"}
+
+
+def anthropic_message(err: APIError) -> str:
+    if isinstance(err, ContextLengthError):
+        # Anthropic's own wording: Claude Code's context recovery matches on it
+        return f"prompt is too long: {err.prompt_tokens} tokens > {err.limit} maximum"
+    return err.message
+
+
+def anthropic_error(err: APIError) -> dict:
+    kind = _ANTHROPIC_TYPES.get(err.status, "api_error" if err.status >= 500 else "invalid_request_error")
+    return {"type": "error", "error": {"type": kind, "message": anthropic_message(err)}}
+
+
+def anthropic_error_body(err: APIError, request_id: str) -> bytes:
+    return msgspec.json.encode({**anthropic_error(err), "request_id": request_id})
+
+
+def wants_anthropic(path: str, headers) -> bool:
+    """Anthropic's error shape on its routes, and on the shared ``/v1/models`` when the
+    client is the anthropic SDK (it always sends ``anthropic-version``; we never require it)."""
+    if path.startswith("/v1/messages"):
+        return True
+    return path.startswith("/v1/models") and "anthropic-version" in headers
+
+
+def error_response(err: APIError, request: Request | None = None) -> Response:
+    if request is not None and wants_anthropic(request.url.path, request.headers):
+        request_id = f"req_{uuid.uuid4().hex[:24]}"
+        return Response(content=anthropic_error_body(err, request_id), status_code=err.status,
+                        media_type="application/json", headers={**err.headers, "request-id": request_id})
     return Response(content=error_body(err), status_code=err.status, media_type="application/json",
                     headers=err.headers)
 
@@ -68,16 +115,16 @@ def from_decode_error(exc: msgspec.MsgspecError) -> APIError:
     return bad_request(f"Invalid request: {text}", param=param)
 
 
-def handle_api_error(_: Request, exc: APIError) -> Response:
-    return error_response(exc)
+def handle_api_error(request: Request, exc: APIError) -> Response:
+    return error_response(exc, request)
 
 
-def handle_http_exception(_: Request, exc: HTTPException) -> Response:
+def handle_http_exception(request: Request, exc: HTTPException) -> Response:
     status = exc.status_code
     message = exc.detail or "error"
     if status == 404:
         message = "Not found: no such route"
-    return error_response(APIError(status, message))
+    return error_response(APIError(status, message), request)
 
 
 def handle_client_gone(_: Request, exc: ClientGone) -> Response:
@@ -87,7 +134,7 @@ def handle_client_gone(_: Request, exc: ClientGone) -> Response:
 
 def handle_unexpected(request: Request, exc: Exception) -> Response:
     log.exception("unhandled error on %s %s", request.method, request.url.path)
-    return error_response(APIError(500, f"Internal server error: {type(exc).__name__}", type="server_error"))
+    return error_response(APIError(500, f"Internal server error: {type(exc).__name__}", type="server_error"), request)
 
 
 EXCEPTION_HANDLERS = {

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ..core import ParamError, SamplingParams
-from .errors import bad_request
+from .errors import ContextLengthError, bad_request
 from .schemas.common import SamplingFields
 
 
@@ -62,19 +62,25 @@ def to_sampling_params(req: SamplingFields, *, max_tokens: int | None, logprobs:
     return params
 
 
-def resolve_max_tokens(requested: int | None, prompt_len: int, max_model_len: int, *, default: int | None) -> int:
-    """Check the prompt against the context window at once; pick max_tokens."""
+def resolve_max_tokens(requested: int | None, prompt_len: int, max_model_len: int, *, default: int | None,
+                       clamp: bool = False) -> int:
+    """Check the prompt against the context window at once; pick max_tokens.
+
+    ``clamp``: a ``requested`` beyond the room left is cut to fit (Anthropic's newer models do
+    this and end with ``model_context_window_exceeded``) instead of being a 400."""
     if prompt_len >= max_model_len:
-        raise bad_request(
+        raise ContextLengthError(
             f"This model's maximum context length is {max_model_len} tokens. However, your prompt has "
             f"{prompt_len} tokens, which leaves no room for a completion.",
-            param="messages", code="context_length_exceeded",
+            prompt_tokens=prompt_len, limit=max_model_len - 1, param="messages",
         )
     room = max_model_len - prompt_len
     if requested is None:
         return room if default is None else min(default, room)
     if requested < 1:
         raise bad_request("max_tokens must be at least 1", param="max_tokens")
+    if requested > room and clamp:
+        return room
     if requested > room:
         raise bad_request(
             f"This model's maximum context length is {max_model_len} tokens. However, you requested "

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from fnmatch import fnmatchcase
 from typing import Any
 
 from ..core import AsyncEngine
@@ -24,6 +25,8 @@ class ServerSettings:
     default_chat_template_kwargs: dict[str, Any] = field(default_factory=dict)
     aliases: tuple[str, ...] = ()
     sampling_defaults: dict[str, Any] = field(default_factory=dict)  # from generation_config.json
+    model_aliases: tuple[str, ...] = ()  # --model-alias names, globs allowed ("claude-*")
+    ping_interval: float = 10.0  # Anthropic streams: seconds between pings while waiting for the first token
     media: Any = None  # server.media.MediaSettings (limits and URL rules for images)
 
 
@@ -39,5 +42,6 @@ class ServerState:
     started_at: float = 0.0
 
     def accepts_model(self, name: str | None) -> bool:
-        return name is None or name == "default" or name == self.settings.served_model_name \
-            or name in self.settings.aliases
+        s = self.settings
+        return name is None or name == "default" or name == s.served_model_name or name in s.aliases \
+            or any(fnmatchcase(name, pattern) for pattern in s.model_aliases)

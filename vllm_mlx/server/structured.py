@@ -22,7 +22,6 @@ from typing import Any
 from ..core.guided import GrammarError, Guide
 from ..plugins.parsers.forced import NamedFunctionParser, RequiredCallsParser
 from .errors import bad_request
-from .schemas.chat import ChatCompletionRequest
 
 
 @dataclass
@@ -44,7 +43,9 @@ def _parameters(tool: dict[str, Any]) -> dict:
     return closed_objects(params) if fn.get("strict") is True else params
 
 
-def plan_output(req: ChatCompletionRequest) -> OutputPlan:
+def plan_output(req) -> OutputPlan:
+    """``req``: anything with ``tools``, ``tool_choice``, ``parallel_tool_calls`` and ``response_format``
+    as a chat request carries them (``pipeline.ChatRequest``, ``ChatCompletionRequest``)."""
     choice, tools = req.tool_choice, req.tools
     if choice is None:
         plan = OutputPlan("auto" if tools else "none")

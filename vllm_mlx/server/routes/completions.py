@@ -3,21 +3,20 @@
 from __future__ import annotations
 
 import asyncio
-from typing import Any, AsyncIterator
+from typing import AsyncIterator
 
 import msgspec
 from litestar import Request, Response, post
 from litestar.response import Stream
 
-from ...core import SamplingParams
-from ...core.output import LogprobEntry, SequenceDelta
+from ...core.output import LogprobEntry
 from ..errors import APIError, bad_request, log
-from ..sampling import resolve_max_tokens, to_sampling_params
+from ..pipeline import ChatRequest, Generation, prepare
 from ..schemas.common import Usage
 from ..schemas.completions import Completion, CompletionChoice, CompletionLogprobs, CompletionRequest
 from ..streaming import DONE, SSE_HEADERS, sse, sse_error
 from .common import (
-    check_capacity, check_model, check_prompt_ids, decode_body, engine_error, new_id, now, server_state, unless_disconnected,
+    check_capacity, check_model, check_prompt_ids, decode_body, now, server_state, unless_disconnected,
 )
 
 
@@ -49,7 +48,7 @@ def _prompts(req: CompletionRequest, tokenizer, vocab_size: int) -> list[tuple[s
 
 
 @post("/v1/completions", status_code=200)
-async def completions(request: Request) -> Any:
+async def completions(request: Request) -> Response:
     state = server_state(request)
     req = await decode_body(request, CompletionRequest)
     check_model(state, req.model)
@@ -60,37 +59,33 @@ async def completions(request: Request) -> Any:
     if req.stream and len(prompts) > 1:
         raise bad_request("Streaming supports a single prompt per request", param="prompt")
     requested = req.max_tokens if req.max_tokens is not None else 16
-    jobs = []
-    for text, ids in prompts:
-        max_tokens = resolve_max_tokens(requested, len(ids), state.settings.max_model_len, default=None)
-        params = to_sampling_params(req, max_tokens=max_tokens, logprobs=req.logprobs,
-                                    vocab_size=engine.engine.vocab_size, defaults=state.settings.sampling_defaults)
-        jobs.append((text, ids, params))
-    check_capacity(state, sum(params.n for _, _, params in jobs))
-    rid = new_id("cmpl")
-    model = req.model or state.settings.served_model_name
+    jobs = [(text, prepare(state, ChatRequest(model=req.model, sampling=req, max_tokens=requested, prompt_ids=ids,
+                                              logprobs=req.logprobs, stream=req.stream, id_prefix="cmpl")))
+            for text, ids in prompts]
+    check_capacity(state, sum(gen.params.n for _, gen in jobs))
+    echoes = [(text if text is not None else engine.tokenizer.decode(gen.prompt_ids)) if req.echo else ""
+              for text, gen in jobs]
     if req.stream:
-        text, ids, params = jobs[0]
-        echo = (text if text is not None else engine.tokenizer.decode(ids)) if req.echo else ""
-        gen = engine.generate(ids, params, request_id=rid)
+        gen = await jobs[0][1].start(check=False)
         include_usage = bool(req.stream_options and req.stream_options.include_usage)
-        return Stream(stream_completion(gen, rid, model, params, len(ids), include_usage, echo),
+        return Stream(stream_completion(gen, include_usage, echoes[0]),
                       media_type="text/event-stream", headers=SSE_HEADERS)
-    outcomes = await unless_disconnected(request, asyncio.gather(
-        *(engine.generate_all(ids, params, request_id=f"{rid}-{i}") for i, (_, ids, params) in enumerate(jobs))))
+
+    async def run(gen: Generation):
+        await gen.start(check=False)
+        return await gen.results()
+
+    outcomes = await unless_disconnected(request, asyncio.gather(*(run(gen) for _, gen in jobs)))
     choices, prompt_tokens, completion_tokens, cached = [], 0, 0, 0
-    for (text, ids, params), results in zip(jobs, outcomes):
-        prompt_tokens += len(ids)
-        cached += max(r.cached_tokens for r in results)
-        echo = (text if text is not None else engine.tokenizer.decode(ids)) if req.echo else ""
+    for (_, gen), echo, results in zip(jobs, echoes, outcomes):
+        prompt_tokens += gen.prompt_tokens
+        completion_tokens += gen.output_tokens
+        cached += gen.cached_tokens
         for r in results:
-            if r.finish_reason == "error":
-                raise engine_error(r.error)
-            completion_tokens += len(r.token_ids)
             choices.append(CompletionChoice(index=len(choices), text=echo + r.text,
                                             logprobs=_logprobs(r.logprobs, len(echo)),
                                             finish_reason=r.finish_reason, stop_reason=r.stop_reason))
-    body = Completion(id=rid, created=now(), model=model, choices=choices,
+    body = Completion(id=jobs[0][1].rid, created=now(), model=jobs[0][1].model, choices=choices,
                       usage=Usage.of(prompt_tokens, completion_tokens, cached))
     return Response(content=msgspec.json.encode(body), media_type="application/json")
 
@@ -108,23 +103,17 @@ def _logprobs(entries: list[LogprobEntry] | None, offset: int) -> CompletionLogp
     return out
 
 
-async def stream_completion(gen: AsyncIterator[SequenceDelta], rid: str, model: str, params: SamplingParams,
-                            prompt_len: int, include_usage: bool, echo: str) -> AsyncIterator[bytes]:
+async def stream_completion(gen: Generation, include_usage: bool, echo: str) -> AsyncIterator[bytes]:
     created = now()
-    tokens = [0] * params.n
-    cached = 0
-    offsets = [len(echo)] * params.n
+    rid, model, n = gen.rid, gen.model, gen.params.n
+    offsets = [len(echo)] * n
+    events = gen.deltas()
     try:
         if echo:
-            for i in range(params.n):
+            for i in range(n):
                 yield sse(Completion(id=rid, created=created, model=model,
                                      choices=[CompletionChoice(index=i, text=echo)]))
-        async for d in gen:
-            if d.finish_reason == "error":
-                yield sse_error(engine_error(d.error))
-                break
-            tokens[d.index] = d.num_tokens
-            cached = max(cached, d.cached_tokens or 0)
+        async for d in events:
             logprobs = _logprobs(d.logprobs, offsets[d.index])
             if logprobs is not None:
                 offsets[d.index] += sum(len(t) for t in logprobs.tokens)
@@ -133,16 +122,14 @@ async def stream_completion(gen: AsyncIterator[SequenceDelta], rid: str, model: 
             yield sse(Completion(id=rid, created=created, model=model, choices=[CompletionChoice(
                 index=d.index, text=d.text, logprobs=logprobs, finish_reason=d.finish_reason,
                 stop_reason=d.stop_reason)]))
-        else:
-            if include_usage:
-                total = sum(tokens)
-                yield sse(Completion(id=rid, created=created, model=model, choices=[],
-                                     usage=Usage.of(prompt_len, total, cached)))
+        if include_usage:
+            yield sse(Completion(id=rid, created=created, model=model, choices=[],
+                                 usage=Usage.of(gen.prompt_tokens, gen.output_tokens, gen.cached_tokens)))
     except APIError as exc:
         yield sse_error(exc)
     except Exception as exc:  # noqa: BLE001 - e.g. a plugin parser failed: tell the client, end cleanly
         log.exception("stream failed")
         yield sse_error(APIError(500, f"generation failed: {type(exc).__name__}: {exc}", type="server_error"))
     finally:
-        await gen.aclose()
+        await events.aclose()
     yield DONE

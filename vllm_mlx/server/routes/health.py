@@ -1,4 +1,5 @@
-"""GET /health and GET /metrics (Prometheus text, vLLM's metric names)."""
+"""GET /health, GET /metrics (Prometheus text, vLLM's metric names), and GET/HEAD / (a 200 for
+clients that probe the base URL, as Claude Code does with ``HEAD /``)."""
 
 from __future__ import annotations
 
@@ -7,10 +8,21 @@ import time
 
 import mlx.core as mx
 import msgspec
-from litestar import Request, Response, get
+from litestar import Request, Response, get, head
 
 from ...core.metrics import Histogram
 from .common import server_state
+
+
+@get("/")
+async def root(request: Request) -> Response:
+    body = {"name": "vllm-mlx", "model": server_state(request).settings.served_model_name}
+    return Response(content=msgspec.json.encode(body), media_type="application/json")
+
+
+@head("/")
+async def root_head() -> None:
+    return None
 
 
 @get("/health")

@@ -13,16 +13,18 @@ from .common import server_state
 
 
 def _cards(request: Request) -> list[ModelCard]:
+    """The served model, then each plain (non-glob) ``--model-alias`` name as a card of its own:
+    Claude Code lists only ids that start with ``claude`` from a gateway's /v1/models."""
     state = server_state(request)
     s = state.settings
     description = "vllm-mlx demo model: a tiny network trained on a few scripted conversations, " \
                   "not a real assistant" if state.loaded.is_demo else None
     created = int(state.started_at)
-    return [ModelCard(id=s.served_model_name, created=created, root=str(state.loaded.path or ""),
-                      display_name=s.served_model_name,
+    names = [s.served_model_name] + [a for a in s.model_aliases if not any(c in a for c in "*?[")]
+    return [ModelCard(id=name, created=created, root=str(state.loaded.path or ""), display_name=name,
                       created_at=datetime.fromtimestamp(created, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
                       max_model_len=s.max_model_len, description=description,
-                      model_type=state.loaded.kind)]
+                      model_type=state.loaded.kind) for name in names]
 
 
 @get("/v1/models")

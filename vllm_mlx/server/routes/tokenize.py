@@ -7,8 +7,9 @@ from typing import Any
 import msgspec
 from litestar import Request, Response, post
 
-from ..chat_template import render_chat
+from ..adapters.chat import to_chat_request
 from ..errors import bad_request
+from ..pipeline import render_prompt
 from ..schemas.chat import ChatCompletionRequest
 from ..schemas.tokenize import DetokenizeRequest, DetokenizeResponse, TokenizeRequest, TokenizeResponse
 from ..state import ServerState
@@ -46,7 +47,7 @@ async def tokenize(request: Request) -> Response:
                                      chat_template_kwargs=req.chat_template_kwargs,
                                      add_generation_prompt=req.add_generation_prompt,
                                      continue_final_message=req.continue_final_message)
-        ids = render_chat(tokenizer, chat, state.settings.default_chat_template_kwargs)
+        ids = render_prompt(state, to_chat_request(chat))  # the very prompt generation would use
     strs = list(tokenizer.convert_ids_to_tokens(ids)) if req.return_token_strs else None
     body = TokenizeResponse(count=len(ids), max_model_len=state.settings.max_model_len, tokens=ids, token_strs=strs)
     return Response(content=msgspec.json.encode(body), media_type="application/json")
