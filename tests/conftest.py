@@ -32,6 +32,27 @@ def scripted_model_dir(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def mcp_model_dir(tmp_path_factory) -> Path:
+    """A tiny model trained to call the MCP test toolbox's tools and read their results (mcp_model.py)."""
+    from mcp_model import build_mcp_model
+
+    prebuilt = os.environ.get("VLLM_MLX_TEST_MCP_MODEL")  # a folder built earlier, to iterate faster
+    if prebuilt and (Path(prebuilt) / "model.safetensors").exists():
+        return Path(prebuilt)
+    return build_mcp_model(Path(prebuilt) if prebuilt else tmp_path_factory.mktemp("models") / "mcp")
+
+
+@pytest.fixture(scope="session")
+def mcp_stack(mcp_model_dir, tmp_path_factory):
+    """The real server with --mcp-config: stdio and streamable-HTTP toolboxes (mcp_stack.py)."""
+    from mcp_stack import start_stack
+
+    stack = start_stack(mcp_model_dir, tmp_path_factory.mktemp("mcp"))
+    yield stack
+    stack.stop()
+
+
+@pytest.fixture(scope="session")
 def demo_cache_dir(tmp_path_factory) -> Path:
     return Path(os.environ.get("VLLM_MLX_TEST_DEMO_CACHE") or tmp_path_factory.mktemp("demo-cache"))
 

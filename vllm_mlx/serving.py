@@ -49,6 +49,9 @@ class ServeOptions:
     ping_interval: float = 10.0
     log_level: str = "info"
     runner: str = "auto"  # vLLM's --runner: auto, generate, pooling (embeddings)
+    mcp_config: str | None = None  # an mcp.json file: MCP servers the server connects to (mcp_host/)
+    mcp_options: Any = None  # mcp_host.HostOptions; None: its defaults
+    mcp_audit_log: str | None = None  # also append one JSON line per MCP tool call to this file
     limit_mm_per_prompt: dict[str, int] = field(default_factory=dict)  # {"image": 4}; see server.media
     allowed_media_domains: list[str] = field(default_factory=list)  # hosts image URLs may name; empty: any
     allowed_local_media_path: str | None = None  # file:// URLs only under this folder; None: no local files
@@ -58,6 +61,7 @@ class ServeOptions:
 
 def build_state(opts: ServeOptions, plugins: PluginManager | None = None) -> ServerState:
     """Load plugins and the model, start the engine; returns what ``create_app`` needs."""
+    mcp = _mcp_host(opts)  # a bad config fails before the model loads
     plugins = plugins or PluginManager(extra=opts.plugins)
     loaded = load_model(opts.model, plugins, kinds=("llm", "mllm", "embedding"), runner=opts.runner)
     name = opts.served_model_name or (
@@ -67,6 +71,9 @@ def build_state(opts: ServeOptions, plugins: PluginManager | None = None) -> Ser
     if loaded.kind == "embedding":
         from .serving_embeddings import build_embedding_state
 
+        if mcp is not None:
+            raise PluginError("--mcp-config needs a generative model (the model calls the tools); "
+                              f"{opts.model} is an embedding model")
         state = build_embedding_state(opts, loaded)
         state.settings.model_aliases = model_aliases
         return state
@@ -138,7 +145,21 @@ def build_state(opts: ServeOptions, plugins: PluginManager | None = None) -> Ser
     log.info("model %s (%s loader), context %d, reasoning parser %s, tool parser %s",
              name, loaded.loader, max_model_len, reasoning, tools)
     return ServerState(engine=AsyncEngine(engine), loaded=loaded, settings=settings,
-                       reasoning_parser_cls=reasoning_cls, tool_parser_cls=tool_cls)
+                       reasoning_parser_cls=reasoning_cls, tool_parser_cls=tool_cls, mcp=mcp)
+
+
+def _mcp_host(opts: ServeOptions):
+    """The MCP host for --mcp-config (not connected yet: the app starts it); raises McpConfigError."""
+    if not opts.mcp_config:
+        return None
+    from .mcp_host import HostOptions, McpHost, load_config
+    from .mcp_host.audit import open_audit_file
+
+    config = load_config(opts.mcp_config)
+    if opts.mcp_audit_log:
+        open_audit_file(opts.mcp_audit_log)
+    log.info("MCP config %s: servers %s", opts.mcp_config, ", ".join(config.servers) or "(none)")
+    return McpHost(config, opts.mcp_options or HostOptions())
 
 
 def model_alias_names(specs: list[str], served: set[str]) -> tuple[str, ...]:

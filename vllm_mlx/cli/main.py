@@ -10,6 +10,7 @@ import sys
 import click
 
 from .. import __version__
+from .mcp import mcp, mcp_serve_kwargs, mcp_serve_options
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -118,16 +119,18 @@ def _json_object(ctx, param, value):
               help="Vision models: seconds to fetch one image URL.")
 @click.option("--log-level", default="info", show_default=True,
               type=click.Choice(["critical", "error", "warning", "info", "debug"]), help="Logging detail.")
+@mcp_serve_options
 def serve(model, host, port, api_key, served_model_name, max_num_seqs, max_queue, max_model_len, prefill_step_size, plugins,
           reasoning_parser, tool_call_parser, model_aliases, ping_interval, enable_auto_tool_choice, default_chat_template_kwargs, allowed_origins,
           cache_policy, kv_cache_memory, block_size, enable_prefix_caching, kv_cache_bits, kv_cache_group_size,
           sliding_window, prefix_cache_dir, request_timeout, shutdown_timeout, runner, continuous_batching,
           model_option, mllm, limit_mm_per_prompt, allowed_media_domains, allowed_local_media_path,
-          media_max_bytes, media_fetch_timeout, log_level):
+          media_max_bytes, media_fetch_timeout, log_level, **mcp_options):
     """Serve MODEL (a local folder or a Hugging Face repo id) on an OpenAI-compatible API.
 
     With no MODEL, serves the built-in demo model (built once into the user cache, offline).
     """
+    from ..mcp_host import McpConfigError
     from ..model_source import ModelSourceError
     from ..plugins import PluginError
     from ..serving import ServeOptions, serve as run_server
@@ -151,10 +154,11 @@ def serve(model, host, port, api_key, served_model_name, max_num_seqs, max_queue
         ping_interval=ping_interval, limit_mm_per_prompt=limit_mm_per_prompt,
         allowed_media_domains=list(allowed_media_domains), allowed_local_media_path=allowed_local_media_path,
         media_fetch_timeout=media_fetch_timeout, media_max_bytes=media_max_bytes,
+        **mcp_serve_kwargs(mcp_options),
     )
     try:
         run_server(opts)
-    except (ModelSourceError, PluginError) as exc:
+    except (ModelSourceError, PluginError, McpConfigError) as exc:
         click.echo(f"error: {exc}", err=True)
         sys.exit(2)
 
@@ -200,6 +204,7 @@ def plugins_cmd(extra, as_json):
 from .bench import bench  # noqa: E402  (registers the bench group)
 
 cli.add_command(bench)
+cli.add_command(mcp)
 
 if __name__ == "__main__":
     cli()

@@ -105,12 +105,14 @@ def prepare(state: ServerState, req: ChatRequest) -> "Generation":
                                 vocab_size=state.engine.engine.vocab_size, defaults=state.settings.sampling_defaults)
     if req.vision is not None:  # blocks of prompts with media are shared only with the same media
         params.cache_salt = salted(params.cache_salt, req.vision[1].content_hash)
-    parsers = _parsers(state, req, prompt_ids, plan) if req.messages is not None else None
+    parsers = make_parsers(state, req, prompt_ids, plan) if req.messages is not None else None
     return Generation(state, req, prompt_ids, params, plan, parsers,
                       clamped=req.max_tokens is not None and max_tokens < req.max_tokens)
 
 
-def _parsers(state: ServerState, req: ChatRequest, prompt_ids: list[int], plan: OutputPlan):
+def make_parsers(state: ServerState, req: ChatRequest, prompt_ids: list[int], plan: OutputPlan):
+    """The per-sequence parser factory for ``req`` (None when no parser runs); a 400 when the
+    request needs tool calls read and the server reads none."""
     # Under a grammar the reply is constrained from its first token: there is no reasoning block to split.
     reasoning_cls = state.reasoning_parser_cls if plan.schema is None else None
     tool_cls, tool_options = None, {}

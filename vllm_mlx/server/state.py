@@ -40,6 +40,7 @@ class ServerState:
     reasoning_parser_cls: type | None = None
     tool_parser_cls: type | None = None
     started_at: float = 0.0
+    mcp: Any = None  # the McpHost (mcp_host/) when serving with --mcp-config
 
     def accepts_model(self, name: str | None) -> bool:
         s = self.settings

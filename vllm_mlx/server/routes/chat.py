@@ -18,6 +18,10 @@ async def chat_completions(request: Request) -> Response:
     state = server_state(request)
     req = await decode_body(request, ChatCompletionRequest)
     check_model(state, req.model)
+    if req.tools and any(isinstance(t, dict) and t.get("type") == "mcp" for t in req.tools):
+        from ...mcp_host.loop import mcp_chat  # MCP tools: the server runs the tool loop
+
+        return await mcp_chat(request, state, req)
     chat = to_chat_request(req, vision=state.loaded.kind == "mllm")
     await load_media(state, chat)
     gen = await prepare(state, chat).start()
