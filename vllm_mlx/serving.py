@@ -8,11 +8,13 @@ from typing import Any
 
 from .core import AsyncEngine, Engine, EngineConfig
 from .core.kv_budget import parse_memory
+from .core.vision import VisionPrefill
 from .plugins.interfaces import CacheOptions
 from .model_source import load_model, sampling_defaults
 from .plugins import PluginError, PluginManager
 from .server import ServerSettings, ServerState, create_app
 from .server.state import ServedModel
+from .server.media import MediaSettings, media_limits
 
 log = logging.getLogger("vllm_mlx")
 
@@ -54,10 +56,15 @@ class ServeOptions:
     mcp_config: str | None = None  # an mcp.json file: MCP servers the server connects to (mcp_host/)
     mcp_options: Any = None  # mcp_host.HostOptions; None: its defaults
     mcp_audit_log: str | None = None  # also append one JSON line per MCP tool call to this file
+    limit_mm_per_prompt: dict[str, int] = field(default_factory=dict)  # {"image": 4}; see server.media
+    allowed_media_domains: list[str] = field(default_factory=list)  # hosts image URLs may name; empty: any
+    allowed_local_media_path: str | None = None  # file:// URLs only under this folder; None: no local files
+    media_fetch_timeout: float = 10.0  # seconds per URL
+    media_max_bytes: int = 20 << 20  # per fetched or inline medium
 
 
-SERVED_KINDS = ("llm", "embedding", "stt", "tts")
-PRIMARY_KINDS = ("llm", "embedding")  # served through ``ServerState.engine`` (one per server for now)
+SERVED_KINDS = ("llm", "mllm", "embedding", "stt", "tts")
+PRIMARY_KINDS = ("llm", "mllm", "embedding")  # served through ``ServerState.engine`` (one per server for now)
 
 
 def build_state(opts: ServeOptions, plugins: PluginManager | None = None) -> ServerState:
@@ -147,9 +154,14 @@ def _build_primary(opts: ServeOptions, plugins: PluginManager, loaded, spec: str
         policy.make_cache(loaded.model, cache_options)  # a bad combination fails here, with its reason
     except ValueError as exc:
         raise PluginError(str(exc)) from None
+    try:
+        limits = media_limits(opts.limit_mm_per_prompt)
+    except ValueError as exc:
+        raise PluginError(str(exc)) from None
     context = loaded.context_length or 4096
     max_model_len = min(opts.max_model_len or context, context) if opts.max_model_len else context
-    engine = Engine(loaded.model, loaded.tokenizer, EngineConfig(
+    vision = VisionPrefill(loaded.model, opts.prefill_step_size) if loaded.kind == "mllm" else None
+    engine = Engine(loaded.model, loaded.tokenizer, vision=vision, config=EngineConfig(
         max_num_seqs=opts.max_num_seqs, prefill_step_size=opts.prefill_step_size,
         block_size=opts.block_size, kv_cache_memory=opts.kv_cache_memory,
         prefix_caching=opts.enable_prefix_caching,
@@ -181,6 +193,11 @@ def _build_primary(opts: ServeOptions, plugins: PluginManager, loaded, spec: str
         sampling_defaults=sampling_defaults(loaded.path),
         model_aliases=model_aliases,
         ping_interval=opts.ping_interval,
+        media=MediaSettings(
+            limits=limits,
+            allowed_domains=tuple(d.lower() for d in opts.allowed_media_domains),
+            local_root=opts.allowed_local_media_path,
+            timeout=opts.media_fetch_timeout, max_bytes=opts.media_max_bytes),
     )
     if loaded.is_demo:
         log.warning("serving the built-in DEMO model %s: a tiny network trained on a few scripted "

@@ -110,6 +110,16 @@ def _json_object(ctx, param, value):
 @click.option("--model", "model_option", default=None, metavar="MODEL",
               help="The MODEL argument, spelled as an option (the older vllm-mlx's `--model`).")
 @click.option("--mllm", is_flag=True, help="Accepted for older command lines: vision models are detected.")
+@click.option("--limit-mm-per-prompt", default=None, callback=_json_object, metavar="JSON",
+              help='Vision models: most media per request, e.g. \'{"image": 4}\' (default: 8 images).')
+@click.option("--allowed-media-domains", multiple=True, metavar="HOST",
+              help="Vision models: fetch image URLs only from this host (repeatable; default: any host).")
+@click.option("--allowed-local-media-path", default=None, type=click.Path(file_okay=False, exists=True),
+              help="Vision models: allow file:// image URLs inside this folder (default: no local files).")
+@click.option("--media-max-bytes", default=20 << 20, show_default=True, type=click.IntRange(1),
+              help="Vision models: largest image accepted (fetched, inline or local), in bytes.")
+@click.option("--media-fetch-timeout", default=10.0, show_default=True, type=click.FloatRange(min=0.1),
+              help="Vision models: seconds to fetch one image URL.")
 @click.option("--log-level", default="info", show_default=True,
               type=click.Choice(["critical", "error", "warning", "info", "debug"]), help="Logging detail.")
 @mcp_serve_options
@@ -118,7 +128,8 @@ def serve(models, host, port, api_key, served_model_names, max_audio_bytes, max_
           enable_auto_tool_choice, default_chat_template_kwargs, allowed_origins,
           cache_policy, kv_cache_memory, block_size, enable_prefix_caching, kv_cache_bits, kv_cache_group_size,
           sliding_window, prefix_cache_dir, request_timeout, shutdown_timeout, runner, continuous_batching,
-          model_option, mllm, log_level, **mcp_options):
+          model_option, mllm, limit_mm_per_prompt, allowed_media_domains, allowed_local_media_path,
+          media_max_bytes, media_fetch_timeout, log_level, **mcp_options):
     """Serve MODEL (a local folder or a Hugging Face repo id) on an OpenAI-compatible API.
 
     Several MODELs make one server for all: an LLM, a Whisper speech-to-text and a Kokoro
@@ -147,7 +158,10 @@ def serve(models, host, port, api_key, served_model_names, max_audio_bytes, max_
         kv_cache_group_size=int(kv_cache_group_size), sliding_window=sliding_window,
         prefix_cache_dir=prefix_cache_dir, shutdown_timeout=shutdown_timeout,
         request_timeout=request_timeout, runner=runner, model_aliases=list(model_aliases),
-        ping_interval=ping_interval, **mcp_serve_kwargs(mcp_options),
+        ping_interval=ping_interval, limit_mm_per_prompt=limit_mm_per_prompt,
+        allowed_media_domains=list(allowed_media_domains), allowed_local_media_path=allowed_local_media_path,
+        media_fetch_timeout=media_fetch_timeout, media_max_bytes=media_max_bytes,
+        **mcp_serve_kwargs(mcp_options),
     )
     try:
         run_server(opts)
@@ -186,8 +200,11 @@ def plugins_cmd(extra, as_json):
     if as_json:
         click.echo(json.dumps([{"name": p.name, "source": p.source, "provides": p.provides} for p in infos], indent=2))
         return
+    kinds = {loader.name: loader.kind for loader in pm.model_loaders()}
     for p in infos:
-        provided = "; ".join(f"{kind}: {', '.join(names)}" for kind, names in p.provides.items()) or "nothing"
+        provided = "; ".join(
+            f"{kind}: " + ", ".join(f"{n} ({kinds[n]})" if kind == "model_loaders" and n in kinds else n for n in names)
+            for kind, names in p.provides.items()) or "nothing"
         click.echo(f"{p.name:<20} {p.source:<12} {provided}")
 
 

@@ -84,12 +84,14 @@ class AsyncEngine:
         request_id: str | None = None,
         parsers: ParserFactory | None = None,
         stream: bool = True,
+        mm: Any = None,
     ) -> AsyncIterator[SequenceDelta]:
         """Yield deltas of all ``params.n`` sequences as they come (each tagged
         with its ``index``); the last delta of each sequence has ``finish_reason``.
 
         With ``stream=False`` the parsers read each sequence whole when it ends
         (``extract_reasoning`` / ``extract_tool_calls``) instead of piece by piece.
+        ``mm`` (a ``core.vision.MultiModalInput``) carries a vision request's media.
         Closing the iterator early (client gone) aborts the unfinished sequences.
         Raises ``ParamError`` for out-of-range settings; a prompt the engine cannot
         run (empty, ids outside the vocabulary) ends with ``finish_reason="error"``.
@@ -110,7 +112,7 @@ class AsyncEngine:
             outputs[sub_id] = SequenceOutput(i, self.tokenizer, seq_params, eos, prompt_ids, reasoning, tools,
                                              self._decode, stream)
             sink.routes[sub_id] = (queue, i)
-            self.engine.submit(EngineRequest(sub_id, list(prompt_ids), seq_params, sink, arrival=arrival))
+            self.engine.submit(EngineRequest(sub_id, list(prompt_ids), seq_params, sink, arrival=arrival, mm=mm))
             self.in_flight += 1
         self.metrics.prompt_tokens += len(prompt_ids) * params.n
         by_index = {out.index: (sub_id, out) for sub_id, out in outputs.items()}

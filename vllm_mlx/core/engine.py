@@ -78,8 +78,9 @@ class Engine:
     to its ``sink`` on the engine thread. Call ``start`` once, ``shutdown`` at the end.
     """
 
-    def __init__(self, model, tokenizer, config: EngineConfig | None = None):
+    def __init__(self, model, tokenizer, config: EngineConfig | None = None, vision: Any = None):
         self.model = model
+        self.vision = vision  # core.vision.VisionPrefill for a vision-language model, else None
         self.tokenizer = tokenizer
         self.config = config or EngineConfig()
         self.eos_token_ids = set(getattr(tokenizer, "eos_token_ids", None) or [])
@@ -152,6 +153,7 @@ class Engine:
                 pool=pool,
                 make_cache=make_cache,
                 prefix_caching=self.kv.prefix_caching,
+                vision=self.vision,
             )
             self._scheduler.cache.disk = self.store
         except Exception as exc:  # noqa: BLE001 - a bad cache set-up must not hang start()

@@ -23,7 +23,9 @@ from mlx_lm.models.cache import BatchKVCache, KVCache
 
 from .kv_quantized import PagedQuantizedKVCache
 
-SHAREABLE = (KVCache, PagedQuantizedKVCache)
+from .mrope import MRopeKVCache
+
+SHAREABLE = (KVCache, PagedQuantizedKVCache, MRopeKVCache)  # MRopeKVCache: a KVCache plus the sequence's rope delta
 
 
 def shareable(caches: list[Any]) -> str | None:
@@ -69,6 +71,13 @@ class BlockKVCache(KVCache):
         self.keys, self.values = tree_map(lambda *xs: mx.concatenate(xs, axis=2), *parts) \
             if len(parts) > 1 else parts[0]
         self.offset = self.keys.shape[2]
+
+    def update_and_fetch(self, keys, values):
+        # Written to before it joins a batch (a vision prompt is prefilled into it):
+        # from now on the parts are the whole cache, so merge copies what was added too.
+        out = super().update_and_fetch(keys, values)
+        self.parts = [(self.keys[..., :self.offset, :], self.values[..., :self.offset, :])]
+        return out
 
     @classmethod
     def merge(cls, caches):

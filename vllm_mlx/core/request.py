@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 from .params import SamplingParams
 
@@ -52,3 +52,4 @@ class EngineRequest:
     arrival: float = field(default_factory=time.monotonic)
     uid: int | None = None  # BatchGenerator's id, set by the scheduler
     deadline: float | None = None  # time.monotonic() after which the engine ends it (--request-timeout)
+    mm: Any = None  # a core.vision.MultiModalInput for requests with images

@@ -66,7 +66,8 @@ class _Seq:
     uid: int | None = None
     order: int = 0
     failure: Failure = field(default_factory=Failure)  # set when its sampler or a processor raised
-    hit_tokens: int = 0  # of ``tokens``, served from the cache at the last admission
+    hit_tokens: int = 0  # of ``tokens``, already in ``caches`` at the last admission (cache hit + vision prefill)
+    reused_tokens: int = 0  # of those, served from the prefix cache
     caches: list | None = None  # handed to BatchGenerator at insertion
 
 
@@ -84,6 +85,7 @@ class Scheduler:
         pool: BlockPool | None = None,
         make_cache: Callable[[], list[Any]] | None = None,
         prefix_caching: bool = True,
+        vision: Any = None,
     ):
         self.model = model
         self.eos_token_ids = set(eos_token_ids)
@@ -98,6 +100,7 @@ class Scheduler:
             stream=stream,
         )
         self.generator = self._make_generator()
+        self.vision = vision  # a core.vision.VisionPrefill for vision-language models
         self.pool = pool or BlockPool(capacity=1 << 40, block_size=256)
         self.cache = PrefixCache(self.pool, make_cache or (lambda: None), prefix_caching)
         self.block_size = self.pool.block_size
@@ -205,11 +208,17 @@ class Scheduler:
             self.waiting.popleft()
             hit = self.cache.build(seq.tokens, blocks, tail, tail_len)
             self.pool.release(used)
-            seq.working = need
             if seq.cached_tokens is None:
                 seq.cached_tokens = hit.tokens
-            seq.hit_tokens = hit.tokens
+            seq.reused_tokens = seq.hit_tokens = hit.tokens
             seq.caches = hit.caches
+            if seq.req.mm is not None:
+                problem = self._vision_prefill(seq)
+                if problem is not None:
+                    self.pool.unreserve(need)
+                    rejected.append((seq.req, TokenEvent(seq.req.request_id, None, "error", error=problem)))
+                    continue
+            seq.working = need
             admitted.append(seq)
             if self.cache.enabled:
                 pending.update(seq.hashes[len(blocks):])
@@ -217,6 +226,20 @@ class Scheduler:
         if admitted:
             self._insert(admitted)
         return rejected
+
+    def _vision_prefill(self, seq: _Seq) -> str | None:
+        """Encode a vision request's media and prefill its prompt on its own (see
+        ``core.vision``); it then joins the batch like a prefix-cache hit."""
+        if self.vision is None:
+            return "this model reads text only"
+        try:
+            with mx.stream(self.stream or mx.default_stream(mx.default_device())):
+                seq.hit_tokens = self.vision.prefill(seq.tokens, seq.req.mm, seq.caches, seq.hit_tokens)
+        except Exception as exc:  # noqa: BLE001 - bad media end this request only
+            log.warning("vision prefill of %s failed: %s: %s", seq.req.request_id, type(exc).__name__, exc)
+            seq.caches = None
+            return f"the media could not be processed: {type(exc).__name__}: {exc}"
+        return None
 
     def _insert(self, seqs: list[_Seq]) -> None:
         prompts, max_tokens, caches, all_tokens, samplers, processors, stops = [], [], [], [], [], [], []
@@ -279,7 +302,7 @@ class Scheduler:
             if pr.end_of_prompt and pr.uid in self.running:
                 seq = self.running[pr.uid]
                 seq.prompt_done = True
-                if self.cache.enabled and len(seq.hashes) * self.block_size > seq.hit_tokens:
+                if self.cache.enabled and len(seq.hashes) * self.block_size > seq.reused_tokens:
                     self._unwritten[seq.uid] = seq
         wants_logprobs: list[tuple[TokenEvent, mx.array, int]] = []
         for r in responses:

@@ -11,15 +11,24 @@ from .schemas.chat import ChatMessage
 ROLES = {"system", "developer", "user", "assistant", "tool"}
 
 
-def _content_text(msg: ChatMessage, index: int) -> str | list[dict[str, Any]] | None:
+def _content_text(msg: ChatMessage, index: int, media: list | None) -> str | list[dict[str, Any]] | None:
+    """The message content for the template. With ``media`` (a vision model), image
+    parts become ``{"type": "image"}`` (what vision templates expect) and are appended
+    to ``media`` as ``(where, part)`` in prompt order."""
     content = msg.content
     if content is None or isinstance(content, str):
         return content
     parts = []
-    for part in content:
+    for j, part in enumerate(content):
         kind = part.get("type")
         if kind == "text" and isinstance(part.get("text"), str):
             parts.append({"type": "text", "text": part["text"]})
+        elif media is not None and kind == "image_url":
+            media.append((f"messages[{index}].content[{j}]", part))
+            parts.append({"type": "image"})
+        elif media is not None and kind in ("video_url", "input_audio"):
+            raise bad_request(f"messages[{index}]: content of type {kind!r} is not supported for this model yet",
+                              param="messages")
         elif kind in ("image_url", "input_image", "image", "video_url", "input_audio"):
             raise bad_request(f"messages[{index}]: content of type {kind!r} needs a vision or audio model; "
                               "this model reads text only", param="messages")
@@ -28,7 +37,7 @@ def _content_text(msg: ChatMessage, index: int) -> str | list[dict[str, Any]] | 
     return parts
 
 
-def to_template_messages(messages: list[ChatMessage]) -> list[dict[str, Any]]:
+def to_template_messages(messages: list[ChatMessage], media: list | None = None) -> list[dict[str, Any]]:
     if not messages:
         raise bad_request("messages must contain at least one message", param="messages")
     out = []
@@ -37,7 +46,7 @@ def to_template_messages(messages: list[ChatMessage]) -> list[dict[str, Any]]:
             raise bad_request(f"messages[{i}].role {msg.role!r} is not one of: " + ", ".join(sorted(ROLES)),
                               param="messages")
         item: dict[str, Any] = {"role": "system" if msg.role == "developer" else msg.role,
-                                "content": _content_text(msg, i)}
+                                "content": _content_text(msg, i, media)}
         if msg.role == "user" and item["content"] is None:
             raise bad_request(f"messages[{i}]: a user message needs content", param="messages")
         if msg.name is not None:
@@ -87,6 +96,17 @@ def render_messages(tokenizer, messages: list[dict[str, Any]], *, tools: list[di
                     continue_final_message: bool = False) -> list[int]:
     """Template-ready messages (and OpenAI-format tools) -> prompt token ids. Every API renders here,
     so a token count (``/v1/messages/count_tokens``) equals what generation feeds the model."""
+    text = render_messages_text(tokenizer, messages, tools=tools, kwargs=kwargs,
+                                add_generation_prompt=add_generation_prompt,
+                                continue_final_message=continue_final_message)
+    return text if isinstance(text, list) else tokenizer.encode(text, add_special_tokens=False)
+
+
+def render_messages_text(tokenizer, messages: list[dict[str, Any]], *, tools: list[dict[str, Any]] | None,
+                         kwargs: dict[str, Any], add_generation_prompt: bool = True,
+                         continue_final_message: bool = False) -> str | list[int]:
+    """The templated prompt as text (token ids for a model without a template): what a
+    vision model's processor reads, to expand image placeholders."""
     if getattr(tokenizer, "chat_template", None) is None and not getattr(tokenizer, "has_chat_template", False):
         text = "".join(f"{m['role']}: {m['content'] or ''}\n" for m in messages) + "assistant:"
         return tokenizer.encode(text)
@@ -99,4 +119,4 @@ def render_messages(tokenizer, messages: list[dict[str, Any]], *, tools: list[di
         raise bad_request(f"The chat template could not render these messages: {exc}", param="messages") from None
     if not isinstance(text, str):
         raise bad_request("The chat template did not produce text", param="messages")
-    return tokenizer.encode(text, add_special_tokens=False)
+    return text

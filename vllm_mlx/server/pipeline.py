@@ -19,6 +19,7 @@ from typing import Any, AsyncIterator
 
 from ..core import SamplingParams, SequenceResult
 from ..core.output import SequenceDelta
+from ..core.vision import salted
 from .chat_template import check_tools, render_messages
 from .errors import APIError
 from .sampling import resolve_max_tokens, to_sampling_params
@@ -55,12 +56,37 @@ class ChatRequest:
     stream: bool = False
     clamp_max_tokens: bool = False  # cut max_tokens to the room left instead of a 400
     id_prefix: str = "chatcmpl"
+    media: list[tuple[str, dict]] | None = None  # a vision model's image parts, (where, part), in prompt order
+    mm_processor_kwargs: dict[str, Any] | None = None
+    vision: tuple[list[int], Any] | None = None  # (prompt ids, MultiModalInput): set by ``load_media``
+
+
+async def load_media(state: ServerState, req: ChatRequest) -> None:
+    """Fetch and decode a request's images and run the model's processor over the
+    templated text (off the event loop and the engine thread); ``prepare`` then uses
+    the processor's token ids (image placeholders expanded)."""
+    if not req.media:
+        return
+    from .chat_template import render_messages_text
+    from .vision_prompt import prepare_vision_prompt
+
+    tools = check_tools(req.tools) if req.tools and req.tool_choice != "none" else None
+    kwargs = {**state.settings.default_chat_template_kwargs, **req.chat_template_kwargs}
+    text = render_messages_text(state.loaded.tokenizer, req.messages or [], tools=tools, kwargs=kwargs,
+                                add_generation_prompt=req.add_generation_prompt,
+                                continue_final_message=req.continue_final_message)
+    if isinstance(text, list):
+        raise APIError(400, "this model has no chat template to place images in", param="messages")
+    req.vision = await prepare_vision_prompt(state.loaded.processor, text, req.media, state.settings.media,
+                                             req.mm_processor_kwargs)
 
 
 def render_prompt(state: ServerState, req: ChatRequest) -> list[int]:
     """The prompt token ids generation will use (also what token counting reports)."""
     if req.prompt_ids is not None:
         return req.prompt_ids
+    if req.vision is not None:
+        return req.vision[0]
     tools = check_tools(req.tools) if req.tools and req.tool_choice != "none" else None
     kwargs = {**state.settings.default_chat_template_kwargs, **req.chat_template_kwargs}
     return render_messages(state.loaded.tokenizer, req.messages or [], tools=tools, kwargs=kwargs,
@@ -77,6 +103,8 @@ def prepare(state: ServerState, req: ChatRequest) -> "Generation":
     plan = plan_output(req) if req.messages is not None else OutputPlan("none")
     params = to_sampling_params(req.sampling, max_tokens=max_tokens, logprobs=req.logprobs,
                                 vocab_size=state.engine.engine.vocab_size, defaults=state.settings.sampling_defaults)
+    if req.vision is not None:  # blocks of prompts with media are shared only with the same media
+        params.cache_salt = salted(params.cache_salt, req.vision[1].content_hash)
     parsers = make_parsers(state, req, prompt_ids, plan) if req.messages is not None else None
     return Generation(state, req, prompt_ids, params, plan, parsers,
                       clamped=req.max_tokens is not None and max_tokens < req.max_tokens)
@@ -134,8 +162,9 @@ class Generation:
         if check:
             check_capacity(self.state, self.params.n)
         self.params.guide = await compile_plan(self.state.engine.grammar, self.plan)
+        mm = self.req.vision[1] if self.req.vision is not None else None
         self._stream = self.state.engine.generate(self.prompt_ids, self.params, request_id=self.rid,
-                                                  parsers=self.parsers, stream=self.req.stream)
+                                                  parsers=self.parsers, stream=self.req.stream, mm=mm)
         return self
 
     async def deltas(self) -> AsyncIterator[SequenceDelta]:

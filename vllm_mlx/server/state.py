@@ -29,6 +29,7 @@ class ServerSettings:
     model_aliases: tuple[str, ...] = ()  # --model-alias names, globs allowed ("claude-*")
     ping_interval: float = 10.0  # Anthropic streams: seconds between pings while waiting for the first token
     max_audio_bytes: int = 25 * 1024 * 1024  # largest audio upload (413 beyond)
+    media: Any = None  # server.media.MediaSettings (limits and URL rules for images)
 
 
 @dataclass

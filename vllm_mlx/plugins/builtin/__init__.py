@@ -9,6 +9,7 @@ BUILTIN_MODULES = [
     "vllm_mlx.plugins.builtin.qwen3",
     "vllm_mlx.plugins.builtin.deepseek",
     "vllm_mlx.plugins.builtin.gemma3",
+    "vllm_mlx.plugins.builtin.qwen_vl",
     "vllm_mlx.plugins.builtin.llama",
     "vllm_mlx.plugins.builtin.mistral",
     "vllm_mlx.plugins.builtin.kokoro",

@@ -1,6 +1,6 @@
 """Gemma 3 family: text checkpoints load through mlx-lm; the multimodal
-checkpoints (``gemma3`` with a vision tower) go to the vision loader once
-mlx-vlm support lands. Tool calls are Python calls in a ``tool_code`` block
+checkpoints (``gemma3`` with a SigLIP vision tower) through mlx-vlm, as kind
+``mllm`` (``plugins/builtin/mlx_vlm_loader.py``). Tool calls are Python calls in a ``tool_code`` block
 (``parsers/gemma_tool_code.py``).
 
 The ``gemma3`` cache policy: five of every six Gemma 3 layers attend only to a
@@ -25,6 +25,7 @@ from ..interfaces import CacheOptions, CachePolicy, LoadedModel, ModelLoader
 from .cache_policies import quantize_full_layers
 from ..parsers.gemma_tool_code import GemmaToolCodeParser
 from .mlx_lm_loader import load_with_mlx_lm, mlx_lm_supports
+from .mlx_vlm_loader import has_vision_tower, load_with_mlx_vlm
 
 
 class Gemma3TextLoader(ModelLoader):
@@ -38,6 +39,28 @@ class Gemma3TextLoader(ModelLoader):
 
     def load(self, path: Path, config: dict, **options: Any) -> LoadedModel:
         return load_with_mlx_lm(path, config, self.name, **options)
+
+
+class Gemma3VisionLoader(ModelLoader):
+    name = "gemma3-vision"
+    kind = "mllm"
+    priority = 10
+
+    def detect(self, path: Path, config: dict) -> bool:
+        return config.get("model_type") == "gemma3" and has_vision_tower(config)
+
+    def load(self, path: Path, config: dict, **options: Any) -> LoadedModel:
+        return load_with_mlx_vlm(path, config, self.name, encode=encode_gemma3_images, **options)
+
+
+def encode_gemma3_images(vlm: Any, pixel_values: Any, **_: Any) -> Any:
+    """SigLIP features projected into the text space: what mlx-vlm's Gemma 3
+    ``get_input_embeddings`` computes before scattering them into the prompt (it
+    accepts them back as ``cached_image_features``; mlx-vlm has no function for this
+    step alone)."""
+    dtype = vlm.language_model.model.embed_tokens.weight.dtype
+    hidden, _, _ = vlm.vision_tower(pixel_values.transpose(0, 2, 3, 1).astype(dtype), output_hidden_states=True)
+    return vlm.multi_modal_projector(hidden)
 
 
 class Gemma3CachePolicy(CachePolicy):
@@ -65,7 +88,7 @@ class Gemma3CachePolicy(CachePolicy):
 
 @hookimpl
 def register_model_loaders():
-    return [Gemma3TextLoader()]
+    return [Gemma3TextLoader(), Gemma3VisionLoader()]
 
 
 @hookimpl

@@ -20,8 +20,12 @@ from ..streaming import guarded_sse, sse
 from ..routes.common import now
 
 
-def to_chat_request(req: ChatCompletionRequest) -> ChatRequest:
-    messages = to_template_messages(req.messages)
+def to_chat_request(req: ChatCompletionRequest, vision: bool = False) -> ChatRequest:
+    """``vision``: the model reads images; their parts are collected into ``media``."""
+    media: list | None = [] if vision else None
+    messages = to_template_messages(req.messages, media)
+    if req.mm_processor_kwargs is not None and not vision:
+        raise bad_request("mm_processor_kwargs applies to vision models only", param="mm_processor_kwargs")
     if req.top_logprobs is not None and not req.logprobs:
         raise bad_request("top_logprobs requires logprobs to be true", param="top_logprobs")
     return ChatRequest(
@@ -31,7 +35,8 @@ def to_chat_request(req: ChatCompletionRequest) -> ChatRequest:
         parallel_tool_calls=req.parallel_tool_calls, response_format=req.response_format,
         chat_template_kwargs=dict(req.chat_template_kwargs or {}),
         add_generation_prompt=req.add_generation_prompt, continue_final_message=req.continue_final_message,
-        logprobs=(req.top_logprobs or 0) if req.logprobs else None, stream=req.stream, id_prefix="chatcmpl")
+        logprobs=(req.top_logprobs or 0) if req.logprobs else None, stream=req.stream, id_prefix="chatcmpl",
+        media=media or None, mm_processor_kwargs=req.mm_processor_kwargs)
 
 
 def _finish_reason(reason: str | None, has_calls: bool) -> str | None:

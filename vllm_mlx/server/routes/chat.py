@@ -7,7 +7,7 @@ from litestar import Request, Response, post
 from litestar.response import Stream
 
 from ..adapters.chat import complete_chat, stream_chat, to_chat_request
-from ..pipeline import prepare
+from ..pipeline import load_media, prepare
 from ..schemas.chat import ChatCompletionRequest
 from ..streaming import SSE_HEADERS
 from .common import check_model, decode_body, server_state, unless_disconnected
@@ -22,7 +22,9 @@ async def chat_completions(request: Request) -> Response:
         from ...mcp_host.loop import mcp_chat  # MCP tools: the server runs the tool loop
 
         return await mcp_chat(request, state, req)
-    gen = await prepare(state, to_chat_request(req)).start()
+    chat = to_chat_request(req, vision=state.loaded.kind == "mllm")
+    await load_media(state, chat)
+    gen = await prepare(state, chat).start()
     if req.stream:
         include_usage = bool(req.stream_options and req.stream_options.include_usage)
         return Stream(stream_chat(gen, include_usage), media_type="text/event-stream", headers=SSE_HEADERS)

@@ -36,6 +36,7 @@ async def health(request: Request) -> Response:
         "status": "ok" if ok else "unavailable",
         "model": first.name,
         "kind": first.kind,
+        "model_type": first.kind,  # llm, mllm, ... (the older vllm-mlx's name for it)
         "demo": bool(first.loaded and first.loaded.is_demo),
         "models": models,
     }
@@ -55,6 +56,7 @@ async def health(request: Request) -> Response:
                 "failed": core.counters.requests_failed,
             },
             "kv_cache": core.kv_stats(),
+            "vision": _vision_stats(core),
         })
     body["process"] = {"rss_bytes": _rss_bytes(), "mlx_active_bytes": mx.get_active_memory(),
                        "mlx_cache_bytes": mx.get_cache_memory(), "mlx_peak_bytes": mx.get_peak_memory()}
@@ -72,6 +74,15 @@ def _model_health(model: ServedModel) -> dict:
                    "waiting": runner.engine.num_waiting}
     return {"name": model.name, "kind": model.kind, "loader": model.loaded.loader if model.loaded else "",
             **details}
+
+
+def _vision_stats(core) -> dict | None:
+    vision = getattr(core, "vision", None)
+    if vision is None:
+        return None
+    cache = vision.encoder_cache
+    return {"encoder_cache_hits": cache.hits, "encoder_cache_misses": cache.misses,
+            "encoder_cache_entries": len(cache._items)}
 
 
 def _rss_bytes() -> int | None:

@@ -31,7 +31,7 @@ def _card(state, m: ServedModel, name: str, created: int) -> ModelCard:
     description = "vllm-mlx demo model: a tiny network trained on a few scripted conversations, " \
                   "not a real assistant" if demo else None
     return ModelCard(id=name, created=created, root=str(m.loaded.path or "") if m.loaded else None,
-                     display_name=name, kind=m.kind,
+                     display_name=name, kind=m.kind, model_type=m.kind,
                      created_at=datetime.fromtimestamp(created, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
                      max_model_len=state.settings.max_model_len if m.runner is state.engine else None,
                      description=description)

@@ -44,6 +44,7 @@ class ChatCompletionRequest(SamplingFields, kw_only=True):
     chat_template_kwargs: dict[str, Any] | None = None
     add_generation_prompt: bool = True
     continue_final_message: bool = False
+    mm_processor_kwargs: dict[str, Any] | None = None  # vision models: passed to the model's processor
     max_tool_iterations: int | None = None  # rounds of MCP tool calls the server may run (mcp_host/loop.py)
 
 

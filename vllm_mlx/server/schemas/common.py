@@ -69,6 +69,7 @@ class ModelCard(msgspec.Struct, kw_only=True):
     max_model_len: int | None = None
     description: str | None = None
     kind: str = "llm"  # llm, mllm, stt, tts, embedding (vllm-mlx extension)
+    model_type: str | None = None  # the same, under the older vllm-mlx's name
 
 
 class ModelList(msgspec.Struct, kw_only=True):
