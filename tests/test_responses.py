@@ -5,6 +5,7 @@ chains), the stream grammar event by event, and errors in OpenAI's shape."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import httpx
 import openai
@@ -15,16 +16,19 @@ from openai import OpenAI
 from conftest import API_KEY
 from scripted_model import BY_NAME
 
+PLUGIN = str(Path(__file__).parent / "plugins" / "exploding_reasoning.py")
 WEATHER = {"type": "function", "name": "get_weather", "description": "Weather in a city.",
            "parameters": BY_NAME["parallel"]["tools"][0]["function"]["parameters"]}
 
 
 @pytest.fixture(scope="module")
 def scripted(scripted_model_dir, tmp_path_factory):
-    """The scripted model: hermes tool calls (detected from its template), qwen3 reasoning."""
+    """The scripted model: hermes tool calls (detected from its template), qwen3 reasoning through
+    a parser that fails mid-stream when the system prompt says EXPLODE."""
     from server_process import ServerProcess
 
-    srv = ServerProcess([str(scripted_model_dir), "--served-model-name", "scripted", "--reasoning-parser", "qwen3"],
+    srv = ServerProcess([str(scripted_model_dir), "--served-model-name", "scripted", "--plugin", PLUGIN,
+                         "--reasoning-parser", "qwen3_exploding"],
                         log_path=tmp_path_factory.mktemp("logs") / "responses.log").wait_ready()
     yield srv
     srv.stop()
@@ -352,3 +356,19 @@ def test_reasoning_items_as_input_are_never_visible(sc):
         {"type": "reasoning", "id": "rs_x", "summary": [{"type": "summary_text", "text": "secret"}]}])
     alone = ask(sc, "plain", max_output_tokens=4, input="Thanks")
     assert only_reasoning.usage.input_tokens == alone.usage.input_tokens
+
+
+def test_failure_mid_stream_is_response_failed(sc):
+    with sc.responses.stream(model="scripted", instructions="EXPLODE", input=BY_NAME["think"]["messages"][0]["content"],
+                             max_output_tokens=60, temperature=0) as s:
+        events = list(s)
+    assert events[0].type == "response.created"
+    assert [e.sequence_number for e in events] == list(range(len(events)))
+    last = events[-1]
+    assert last.type == "response.failed" and last.response.status == "failed"
+    assert last.response.error.code == "server_error" and "injected parser failure" in last.response.error.message
+    added = [e.item.id for e in events if e.type == "response.output_item.added"]
+    assert added == [e.item.id for e in events if e.type == "response.output_item.done"]
+    assert [o.id for o in last.response.output] == added
+    ok = ask(sc, "think")  # the server goes on serving
+    assert ok.status == "completed"
