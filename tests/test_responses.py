@@ -372,3 +372,10 @@ def test_failure_mid_stream_is_response_failed(sc):
     assert [o.id for o in last.response.output] == added
     ok = ask(sc, "think")  # the server goes on serving
     assert ok.status == "completed"
+
+
+def test_reasoning_effort_none_turns_thinking_off(sc):
+    on = ask(sc, "plain", reasoning={"effort": "medium"}, max_output_tokens=2)
+    off = ask(sc, "plain", reasoning={"effort": "none"}, max_output_tokens=2)
+    assert off.usage.input_tokens > on.usage.input_tokens  # the template's empty <think></think> block
+    assert off.reasoning.effort == "none"

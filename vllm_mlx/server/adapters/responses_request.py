@@ -11,6 +11,8 @@
 * ``tools``: function tools in Responses' flat shape ``{"type": "function", "name", ...}``;
   ``tool_choice`` ``none|auto|required|{"type": "function", "name"}``.
 * ``text.format`` ``json_object``/``json_schema`` -> ``response_format`` (structured outputs).
+* ``reasoning.effort`` ``none`` turns the template's thinking switch off (``enable_thinking``);
+  other efforts leave the template's default.
 * ``max_output_tokens`` beyond the room the context leaves is cut to fit.
 """
 
@@ -215,8 +217,10 @@ def to_chat_request(req: R.ResponsesRequest, items: list[dict[str, Any]]) -> Cha
         raise bad_request("max_output_tokens must be at least 1", param="max_output_tokens")
     messages = to_messages(items, req.instructions)
     tools = _tools(req.tools)
+    kwargs = {"enable_thinking": False} if req.reasoning and req.reasoning.effort == "none" else {}
     sampling = SamplingFields(model=req.model, temperature=req.temperature, top_p=req.top_p, stream=req.stream)
     return ChatRequest(
         model=req.model, sampling=sampling, max_tokens=req.max_output_tokens, messages=messages, tools=tools,
         tool_choice=_tool_choice(req.tool_choice, tools), parallel_tool_calls=req.parallel_tool_calls,
-        response_format=_response_format(req.text), stream=req.stream, clamp_max_tokens=True, id_prefix="resp")
+        response_format=_response_format(req.text), chat_template_kwargs=kwargs, stream=req.stream,
+        clamp_max_tokens=True, id_prefix="resp")
