@@ -115,3 +115,38 @@ def demo_client(demo_server):
     from openai import OpenAI
 
     return OpenAI(base_url=demo_server.url + "/v1", api_key="unused", max_retries=0, timeout=60)
+
+
+MAX_AUDIO = 3_000_000
+
+
+@pytest.fixture(scope="session")
+def whisper_dir(tmp_path_factory) -> Path:
+    from speech_factory import build_whisper
+
+    return build_whisper(tmp_path_factory.mktemp("models") / "whisper-random")
+
+
+@pytest.fixture(scope="session")
+def kokoro_dir(tmp_path_factory) -> Path:
+    from speech_factory import build_kokoro
+
+    return build_kokoro(tmp_path_factory.mktemp("models") / "kokoro-random")
+
+
+@pytest.fixture(scope="session")
+def multi_server(random_model_dir, whisper_dir, kokoro_dir, tmp_path_factory):
+    """One server for three models: Whisper (first, so "default"), an LLM and Kokoro."""
+    srv = _start(tmp_path_factory, "multi", [
+        str(whisper_dir), str(random_model_dir), str(kokoro_dir), "--served-model-name", "whisper",
+        "--served-model-name", "llm", "--served-model-name", "kokoro", "--max-audio-bytes", str(MAX_AUDIO),
+        "--max-model-len", "256"])
+    yield srv
+    srv.stop()
+
+
+@pytest.fixture(scope="session")
+def mc(multi_server):
+    from openai import OpenAI
+
+    return OpenAI(base_url=multi_server.url + "/v1", api_key="unused", max_retries=0, timeout=120)

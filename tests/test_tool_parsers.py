@@ -246,3 +246,12 @@ def test_any_text_is_kept_unless_it_became_a_call(text, cuts):
         content, deltas = stream(cls(None, [WEATHER]), [text[a:b] for a, b in zip(bounds, bounds[1:])])
         if not deltas:
             assert content == text, name
+
+
+def test_an_empty_deepseek_calls_block_stays_text():
+    text = "<｜tool▁calls▁begin｜><｜tool▁calls▁end｜>"
+    cls = PM.tool_parser("deepseek_v3")
+    whole = cls(None, [WEATHER]).extract_tool_calls(text)
+    assert not whole.tools_called and whole.content == text
+    content, deltas = stream(cls(None, [WEATHER]), [text[:5], text[5:]])
+    assert content == text and not deltas

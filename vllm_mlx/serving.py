@@ -12,13 +12,17 @@ from .plugins.interfaces import CacheOptions
 from .model_source import load_model, sampling_defaults
 from .plugins import PluginError, PluginManager
 from .server import ServerSettings, ServerState, create_app
+from .server.state import ServedModel
 
 log = logging.getLogger("vllm_mlx")
 
 
 @dataclass
 class ServeOptions:
-    model: str | None = None
+    model: str | None = None  # one model (the CLI passes ``models``)
+    models: list[str] = field(default_factory=list)  # several: an LLM and speech models, in CLI order
+    served_model_names: list[str] = field(default_factory=list)  # the same order as ``models``
+    max_audio_bytes: int = 25 * 1024 * 1024
     host: str = "127.0.0.1"
     port: int = 8000
     api_key: str | None = None
@@ -52,23 +56,79 @@ class ServeOptions:
     mcp_audit_log: str | None = None  # also append one JSON line per MCP tool call to this file
 
 
+SERVED_KINDS = ("llm", "embedding", "stt", "tts")
+PRIMARY_KINDS = ("llm", "embedding")  # served through ``ServerState.engine`` (one per server for now)
+
+
 def build_state(opts: ServeOptions, plugins: PluginManager | None = None) -> ServerState:
-    """Load plugins and the model, start the engine; returns what ``create_app`` needs."""
+    """Load plugins and every model, start their engines; returns what ``create_app`` needs."""
     mcp = _mcp_host(opts)  # a bad config fails before the model loads
     plugins = plugins or PluginManager(extra=opts.plugins)
-    loaded = load_model(opts.model, plugins, kinds=("llm", "embedding"), runner=opts.runner)
-    name = opts.served_model_name or (
-        "vllm-mlx-demo" if loaded.is_demo and opts.model is None else (opts.model or str(loaded.path)))
-    aliases = tuple(a for a in {opts.model, str(loaded.path)} if a and a != name)
+    specs = list(opts.models) or [opts.model]
+    names = list(opts.served_model_names) or ([opts.served_model_name] if opts.served_model_name else [])
+    if len(names) > len(specs):
+        raise PluginError(f"{len(names)} --served-model-name for {len(specs)} models: give at most one per model")
+    llm_state: ServerState | None = None
+    served: list[ServedModel] = []
+    try:
+        for i, spec in enumerate(specs):
+            loaded = load_model(spec, plugins, kinds=SERVED_KINDS, runner=opts.runner)
+            name = names[i] if i < len(names) else None
+            if loaded.kind in PRIMARY_KINDS:
+                if llm_state is not None:
+                    raise PluginError("one server serves one LLM or embedding model for now (with any speech "
+                                      "models); serve the others separately")
+                llm_state = _build_primary(opts, plugins, loaded, spec, name, mcp)
+                served.append(llm_state.models[0])
+            else:
+                served.append(_build_speech(loaded, spec, name))
+            if [m.name for m in served].count(served[-1].name) > 1:
+                raise PluginError(f"two models are served as {served[-1].name!r}: name them with "
+                                  "--served-model-name")
+    except BaseException:
+        for m in served:  # stop the engines already started
+            if m.kind in PRIMARY_KINDS:
+                m.runner.engine.shutdown()
+            else:
+                m.runner.shutdown()
+        raise
+    if llm_state is None:
+        if mcp is not None:
+            raise PluginError("--mcp-config needs a generative model (the model calls the tools); none is served")
+        settings = ServerSettings(served_model_name=served[0].name, api_key=opts.api_key,
+                                  allowed_origins=tuple(opts.allowed_origins))
+        llm_state = ServerState(engine=None, loaded=None, settings=settings)
+    llm_state.models = served
+    llm_state.settings.max_audio_bytes = opts.max_audio_bytes
+    return llm_state
+
+
+def _build_speech(loaded, spec: str | None, name: str | None) -> ServedModel:
+    from .speech.engine import SpeechEngine
+
+    name = name or spec or str(loaded.path)
+    log.info("model %s (%s loader, %s)", name, loaded.loader, loaded.kind)
+    aliases = tuple(a for a in {spec, str(loaded.path)} if a and a != name)
+    return ServedModel(name=name, kind=loaded.kind, loaded=loaded, runner=SpeechEngine(name).start(),
+                       aliases=aliases)
+
+
+def _build_primary(opts: ServeOptions, plugins: PluginManager, loaded, spec: str | None,
+                   served_name: str | None, mcp: Any = None) -> ServerState:
+    name = served_name or ("vllm-mlx-demo" if loaded.is_demo and spec is None else (spec or str(loaded.path)))
+    aliases = tuple(a for a in {spec, str(loaded.path)} if a and a != name)
     model_aliases = model_alias_names(opts.model_aliases, {name, "default", *aliases})
     if loaded.kind == "embedding":
+        import dataclasses
+
         from .serving_embeddings import build_embedding_state
 
         if mcp is not None:
             raise PluginError("--mcp-config needs a generative model (the model calls the tools); "
-                              f"{opts.model} is an embedding model")
-        state = build_embedding_state(opts, loaded)
+                              f"{spec} is an embedding model")
+        state = build_embedding_state(dataclasses.replace(opts, model=spec, served_model_name=served_name), loaded)
         state.settings.model_aliases = model_aliases
+        state.models[0].patterns = model_aliases
         return state
     reasoning = opts.reasoning_parser or loaded.default_reasoning_parser
     tools = opts.tool_call_parser or plugins.detect_tool_parser(chat_template_text(loaded.tokenizer)) \

@@ -36,13 +36,16 @@ def _json_object(ctx, param, value):
 
 
 @cli.command()
-@click.argument("model", required=False)
+@click.argument("models", nargs=-1, metavar="[MODEL]...")
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
 @click.option("--port", default=8000, show_default=True, type=int, help="Port to listen on.")
 @click.option("--api-key", envvar="VLLM_MLX_API_KEY", default=None,
               help="Require 'Authorization: Bearer KEY' or 'x-api-key: KEY' on /v1 routes (env VLLM_MLX_API_KEY).")
-@click.option("--served-model-name", default=None,
-              help="Name clients use in 'model' (default: the MODEL argument). 'default' always works too.")
+@click.option("--served-model-name", "served_model_names", multiple=True,
+              help="Name clients use in 'model' (default: the MODEL argument); repeat it for several models, in "
+                   "the same order. 'default' names the first model.")
+@click.option("--max-audio-bytes", default=25 * 1024 * 1024, show_default=True, type=click.IntRange(1),
+              help="Largest audio upload for transcription (413 beyond).")
 @click.option("--max-num-seqs", default=64, show_default=True, type=click.IntRange(1, 4096),
               help="Most sequences decoded together in one batch; more wait their turn.")
 @click.option("--max-queue", default=1024, show_default=True, type=click.IntRange(0),
@@ -110,14 +113,17 @@ def _json_object(ctx, param, value):
 @click.option("--log-level", default="info", show_default=True,
               type=click.Choice(["critical", "error", "warning", "info", "debug"]), help="Logging detail.")
 @mcp_serve_options
-def serve(model, host, port, api_key, served_model_name, max_num_seqs, max_queue, max_model_len, prefill_step_size, plugins,
-          reasoning_parser, tool_call_parser, model_aliases, ping_interval, enable_auto_tool_choice, default_chat_template_kwargs, allowed_origins,
+def serve(models, host, port, api_key, served_model_names, max_audio_bytes, max_num_seqs, max_queue, max_model_len,
+          prefill_step_size, plugins, reasoning_parser, tool_call_parser, model_aliases, ping_interval,
+          enable_auto_tool_choice, default_chat_template_kwargs, allowed_origins,
           cache_policy, kv_cache_memory, block_size, enable_prefix_caching, kv_cache_bits, kv_cache_group_size,
           sliding_window, prefix_cache_dir, request_timeout, shutdown_timeout, runner, continuous_batching,
           model_option, mllm, log_level, **mcp_options):
     """Serve MODEL (a local folder or a Hugging Face repo id) on an OpenAI-compatible API.
 
-    With no MODEL, serves the built-in demo model (built once into the user cache, offline).
+    Several MODELs make one server for all: an LLM, a Whisper speech-to-text and a Kokoro
+    text-to-speech model, say; requests pick one by its served name. With no MODEL, serves
+    the built-in demo model (built once into the user cache, offline).
     """
     from ..mcp_host import McpConfigError
     from ..model_source import ModelSourceError
@@ -126,11 +132,12 @@ def serve(model, host, port, api_key, served_model_name, max_num_seqs, max_queue
 
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     sliding_window = _legacy_sliding_window(sliding_window)
-    if model_option and model and model_option != model:
-        raise click.UsageError(f"two models given: {model!r} and --model {model_option!r}")
-    model = model or model_option
+    if model_option and models and model_option not in models:
+        raise click.UsageError(f"two models given: {models[0]!r} and --model {model_option!r}")
+    models = models or ((model_option,) if model_option else ())
     opts = ServeOptions(
-        model=model, host=host, port=port, api_key=api_key or None, served_model_name=served_model_name,
+        models=list(models), served_model_names=list(served_model_names), max_audio_bytes=max_audio_bytes,
+        host=host, port=port, api_key=api_key or None,
         max_num_seqs=max_num_seqs, max_queue=max_queue, max_model_len=max_model_len, prefill_step_size=prefill_step_size,
         plugins=list(plugins), reasoning_parser=reasoning_parser, tool_call_parser=tool_call_parser,
         enable_auto_tool_choice=enable_auto_tool_choice,

@@ -16,6 +16,8 @@ from .routes.embeddings import embeddings
 from .routes.health import health, metrics, root, root_head
 from .routes.mcp import MCP_ROUTES
 from .routes.messages import count_tokens, messages
+from .routes.speech import speech, voices
+from .routes.transcriptions import transcriptions, translations
 from .routes.models import get_model, list_models
 from .routes.responses import RESPONSES_ROUTES
 from .routes.tokenize import detokenize, tokenize
@@ -36,11 +38,16 @@ def create_app(state: ServerState) -> Litestar:
             await state.mcp.stop()  # every stdio child is closed, then terminated if it lingers
 
     def on_shutdown() -> None:
-        state.engine.engine.shutdown()
+        for model in state.models:
+            if model.runner is state.engine:
+                state.engine.engine.shutdown()
+            else:
+                model.runner.shutdown()
 
     app = Litestar(
         route_handlers=[chat_completions, completions, messages, count_tokens, list_models, get_model, health,
-                        metrics, root, root_head, embeddings, tokenize, detokenize, *MCP_ROUTES, *RESPONSES_ROUTES],
+                        metrics, root, root_head, embeddings, tokenize, detokenize, *MCP_ROUTES, transcriptions,
+                        translations, speech, voices, *RESPONSES_ROUTES],
         before_request=reject_wrong_kind,
         exception_handlers=EXCEPTION_HANDLERS,
         middleware=middleware,

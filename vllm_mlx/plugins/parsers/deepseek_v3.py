@@ -46,6 +46,8 @@ class DeepSeekV3ToolParser(MarkupToolParser):
             pos = _skip_space(region, pos)
             rest = region[pos:]
             if rest.startswith(CALLS_END):
+                if not calls:  # an empty calls block is no call: keep it as text
+                    return RegionParse(calls, None, True)
                 return RegionParse(calls, pos + len(CALLS_END))
             if not rest.startswith(CALL_BEGIN):
                 if final and not rest and calls:

@@ -9,14 +9,14 @@ from litestar import Response
 
 from ...core.output import LogprobEntry
 from ..chat_template import to_template_messages
-from ..errors import APIError, bad_request, log
+from ..errors import bad_request
 from ..pipeline import ChatRequest, Generation
 from ..schemas.chat import (
     AssistantMessage, ChatChoice, ChatCompletion, ChatCompletionChunk, ChatCompletionRequest, ChoiceLogprobs,
     ChunkChoice, Delta, FunctionCallOut, TokenLogprobOut, ToolCallOut, TopLogprob,
 )
 from ..schemas.common import Usage
-from ..streaming import DONE, sse, sse_error
+from ..streaming import guarded_sse, sse
 from ..routes.common import now
 
 
@@ -90,7 +90,8 @@ async def stream_chat(gen: Generation, include_usage: bool) -> AsyncIterator[byt
         return sse(ChatCompletionChunk(id=rid, created=created, model=model, choices=[choice]))
 
     events = gen.deltas()
-    try:
+
+    async def chunks() -> AsyncIterator[bytes]:
         for i in range(n):
             yield chunk(ChunkChoice(index=i, delta=Delta(role="assistant", content="")))
         async for d in events:
@@ -111,11 +112,6 @@ async def stream_chat(gen: Generation, include_usage: bool) -> AsyncIterator[byt
         if include_usage:
             yield sse(ChatCompletionChunk(id=rid, created=created, model=model, choices=[],
                                           usage=Usage.of(gen.prompt_tokens, gen.output_tokens, gen.cached_tokens)))
-    except APIError as exc:
-        yield sse_error(exc)
-    except Exception as exc:  # noqa: BLE001 - e.g. a plugin parser failed: tell the client, end cleanly
-        log.exception("stream failed")
-        yield sse_error(APIError(500, f"generation failed: {type(exc).__name__}: {exc}", type="server_error"))
-    finally:
-        await events.aclose()
-    yield DONE
+
+    async for piece in guarded_sse(chunks(), events):
+        yield piece

@@ -12,7 +12,7 @@ from litestar import Request
 
 from ...core import TIMEOUT_PREFIX
 from ..errors import APIError, ClientGone, bad_request, from_decode_error
-from ..state import ServerState
+from ..state import ServedModel, ServerState, WrongKind
 
 T = TypeVar("T")
 MAX_BODY = 64 * 1024 * 1024
@@ -62,10 +62,24 @@ def server_state(request: Request) -> ServerState:
 
 
 def check_model(state: ServerState, name: str | None) -> None:
-    if not state.accepts_model(name):
-        raise APIError(404, f"The model `{name}` does not exist. This server serves "
-                            f"`{state.settings.served_model_name}` (alias `default`).",
-                       param="model", code="model_not_found")
+    """404 for a model this server does not serve, 400 for a speech model (the routes that call
+    this serve the primary model: an LLM, or an embedding model, whose routes check further)."""
+    served_model(state, name, ("llm", "mllm", "embedding"))
+
+
+def served_model(state: ServerState, name: str | None, kinds: tuple[str, ...]) -> ServedModel:
+    """The served model a request names, if it is of one of ``kinds`` (else a 400 naming its kind)."""
+    try:
+        found = state.model_for(name, kinds)
+    except WrongKind as exc:
+        raise bad_request(str(exc), param="model", code="wrong_model_kind") from None
+    if found is None:
+        if name is None:
+            raise bad_request(f"This server serves no {' or '.join(kinds)} model; it serves {state.names()}",
+                              param="model", code="model_not_found")
+        raise APIError(404, f"The model `{name}` does not exist. This server serves {state.names()} "
+                            "(alias `default` for the first).", param="model", code="model_not_found")
+    return found
 
 
 def check_capacity(state: ServerState, sequences: int) -> None:

@@ -10,11 +10,11 @@ from litestar import Request, Response, post
 from litestar.response import Stream
 
 from ...core.output import LogprobEntry
-from ..errors import APIError, bad_request, log
+from ..errors import bad_request
 from ..pipeline import ChatRequest, Generation, prepare
 from ..schemas.common import Usage
 from ..schemas.completions import Completion, CompletionChoice, CompletionLogprobs, CompletionRequest
-from ..streaming import DONE, SSE_HEADERS, sse, sse_error
+from ..streaming import SSE_HEADERS, guarded_sse, sse
 from .common import (
     check_capacity, check_model, check_prompt_ids, decode_body, now, server_state, unless_disconnected,
 )
@@ -108,7 +108,8 @@ async def stream_completion(gen: Generation, include_usage: bool, echo: str) -> 
     rid, model, n = gen.rid, gen.model, gen.params.n
     offsets = [len(echo)] * n
     events = gen.deltas()
-    try:
+
+    async def chunks() -> AsyncIterator[bytes]:
         if echo:
             for i in range(n):
                 yield sse(Completion(id=rid, created=created, model=model,
@@ -125,11 +126,6 @@ async def stream_completion(gen: Generation, include_usage: bool, echo: str) -> 
         if include_usage:
             yield sse(Completion(id=rid, created=created, model=model, choices=[],
                                  usage=Usage.of(gen.prompt_tokens, gen.output_tokens, gen.cached_tokens)))
-    except APIError as exc:
-        yield sse_error(exc)
-    except Exception as exc:  # noqa: BLE001 - e.g. a plugin parser failed: tell the client, end cleanly
-        log.exception("stream failed")
-        yield sse_error(APIError(500, f"generation failed: {type(exc).__name__}: {exc}", type="server_error"))
-    finally:
-        await events.aclose()
-    yield DONE
+
+    async for piece in guarded_sse(chunks(), events):
+        yield piece

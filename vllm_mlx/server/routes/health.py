@@ -11,6 +11,7 @@ import msgspec
 from litestar import Request, Response, get, head
 
 from ...core.metrics import Histogram
+from ..state import ServedModel
 from .common import server_state
 
 
@@ -28,32 +29,49 @@ async def root_head() -> None:
 @get("/health")
 async def health(request: Request) -> Response:
     state = server_state(request)
-    core = state.engine.engine
-    ok = core.state == "running"
+    models = [_model_health(m) for m in state.models]
+    ok = all(m["state"] == "running" for m in models)
+    first = state.models[0]
     body = {
         "status": "ok" if ok else "unavailable",
-        "model": state.settings.served_model_name,
-        "kind": state.loaded.kind,
-        "demo": state.loaded.is_demo,
-        "reasoning_parser": state.settings.reasoning_parser,
-        "tool_call_parser": state.settings.tool_call_parser,
-        "cache_policy": state.settings.cache_policy,
-        "engine": {
-            "state": core.state,
-            "running": core.num_running,
-            "waiting": core.num_waiting,
-            "steps": core.counters.steps,
-            "errors": len(core.counters.errors),
-            "aborted": core.counters.requests_aborted,
-            "failed": core.counters.requests_failed,
-        },
-        "kv_cache": core.kv_stats(),
-        "process": {"rss_bytes": _rss_bytes(), "mlx_active_bytes": mx.get_active_memory(),
-                    "mlx_cache_bytes": mx.get_cache_memory(), "mlx_peak_bytes": mx.get_peak_memory()},
-        "uptime_s": round(time.time() - state.started_at, 1),
+        "model": first.name,
+        "kind": first.kind,
+        "demo": bool(first.loaded and first.loaded.is_demo),
+        "models": models,
     }
+    if state.engine is not None:  # the LLM's details, as with one model
+        core = state.engine.engine
+        body.update({
+            "reasoning_parser": state.settings.reasoning_parser,
+            "tool_call_parser": state.settings.tool_call_parser,
+            "cache_policy": state.settings.cache_policy,
+            "engine": {
+                "state": core.state,
+                "running": core.num_running,
+                "waiting": core.num_waiting,
+                "steps": core.counters.steps,
+                "errors": len(core.counters.errors),
+                "aborted": core.counters.requests_aborted,
+                "failed": core.counters.requests_failed,
+            },
+            "kv_cache": core.kv_stats(),
+        })
+    body["process"] = {"rss_bytes": _rss_bytes(), "mlx_active_bytes": mx.get_active_memory(),
+                       "mlx_cache_bytes": mx.get_cache_memory(), "mlx_peak_bytes": mx.get_peak_memory()}
+    body["uptime_s"] = round(time.time() - state.started_at, 1)
     return Response(content=msgspec.json.encode(body), media_type="application/json",
                     status_code=200 if ok else 503)
+
+
+def _model_health(model: ServedModel) -> dict:
+    runner = model.runner
+    if hasattr(runner, "health"):
+        details = runner.health()
+    else:  # an LLM's AsyncEngine
+        details = {"state": runner.engine.state, "running": runner.engine.num_running,
+                   "waiting": runner.engine.num_waiting}
+    return {"name": model.name, "kind": model.kind, "loader": model.loaded.loader if model.loaded else "",
+            **details}
 
 
 def _rss_bytes() -> int | None:
@@ -83,6 +101,8 @@ def _histogram(lines: list[str], name: str, help_text: str, hist: Histogram, lab
 @get("/metrics")
 async def metrics(request: Request) -> Response:
     state = server_state(request)
+    if state.engine is None:
+        return Response(content="", media_type="text/plain; version=0.0.4")
     core = state.engine.engine
     m = state.engine.metrics
     label = f'model_name="{state.settings.served_model_name}"'

@@ -68,6 +68,7 @@ class ModelCard(msgspec.Struct, kw_only=True):
     root: str | None = None
     max_model_len: int | None = None
     description: str | None = None
+    kind: str = "llm"  # llm, mllm, stt, tts, embedding (vllm-mlx extension)
 
 
 class ModelList(msgspec.Struct, kw_only=True):
