@@ -196,3 +196,56 @@ def test_messages_deep_nesting_is_an_anthropic_400(server):
         for path in ("/v1/messages", "/v1/messages/count_tokens"):
             resp = httpx.post(server.url + path, content=text.encode(), headers=AUTH, timeout=60)
             assert resp.status_code == 400 and resp.json()["error"]["type"] == "invalid_request_error", resp.text
+
+
+response_parts = st.lists(st.one_of(
+    st.fixed_dictionaries({"type": st.sampled_from(["input_text", "output_text"]), "text": st.text(max_size=40)}),
+    st.fixed_dictionaries({"type": st.sampled_from(["input_image", "refusal", "bogus"])}), json_values), max_size=3)
+response_items = st.lists(st.one_of(
+    st.fixed_dictionaries({"role": roles, "content": st.one_of(st.text(max_size=60), response_parts)},
+                          optional={"type": st.sampled_from(["message", "bogus"])}),
+    st.fixed_dictionaries({"type": st.just("function_call"), "call_id": st.text(max_size=6),
+                           "name": st.text(max_size=6), "arguments": st.one_of(st.text(max_size=20), json_values)}),
+    st.fixed_dictionaries({"type": st.just("function_call_output"), "call_id": st.text(max_size=6),
+                           "output": st.one_of(st.text(max_size=20), response_parts)}),
+    st.fixed_dictionaries({"type": st.sampled_from(["reasoning", "item_reference"])},
+                          optional={"summary": json_values, "content": json_values, "id": json_values}),
+    json_values), max_size=4) | json_values
+
+responses_bodies = st.fixed_dictionaries(
+    {"model": st.sampled_from(["default", "random-llama", "nope", ""]),
+     "input": st.one_of(st.text(max_size=100), response_items)},
+    optional={
+        "max_output_tokens": st.one_of(st.integers(-5, 8), json_values),
+        "instructions": st.one_of(st.text(max_size=30), json_values),
+        "temperature": st.one_of(st.floats(-2, 3, allow_nan=False), json_values),
+        "stream": st.booleans(),
+        "store": st.one_of(st.booleans(), json_values),
+        "previous_response_id": st.one_of(st.text(max_size=10), json_values),
+        "tools": st.one_of(st.lists(st.fixed_dictionaries({"type": st.sampled_from(["function", "mcp", "x"])},
+                                                          optional={"name": json_values, "parameters": json_values}),
+                                    max_size=2), json_values),
+        "tool_choice": json_values,
+        "text": st.one_of(st.fixed_dictionaries({"format": st.one_of(st.fixed_dictionaries(
+            {"type": st.sampled_from(["text", "json_object", "json_schema", "x"])},
+            optional={"schema": json_values}), json_values)}), json_values),
+        "reasoning": json_values,
+        "metadata": json_values,
+    })
+
+
+@SETTINGS
+@given(body=responses_bodies)
+def test_responses_never_5xx(server, body):
+    if isinstance(body.get("max_output_tokens"), int) and body["max_output_tokens"] > 8:
+        body["max_output_tokens"] = 8
+    with httpx.Client(timeout=60) as http:
+        resp = http.post(server.url + "/v1/responses", content=json.dumps(body), headers=AUTH)
+        text = resp.text
+    assert resp.status_code < 500, text
+    if resp.status_code >= 400:
+        err = json.loads(text)["error"]
+        assert set(err) == {"message", "type", "param", "code"} and err["message"]
+    elif body.get("stream") is True:
+        last = text.rstrip().split("\n\n")[-1]
+        assert last.startswith(("event: response.completed", "event: response.incomplete")), last

@@ -10,6 +10,7 @@ from typing import Any
 from ..core import AsyncEngine
 from ..core.embedding_engine import AsyncEmbedder
 from ..plugins.interfaces import LoadedModel
+from .responses_store import ResponsesStore
 
 
 @dataclass
@@ -71,6 +72,7 @@ class ServerState:
     tool_parser_cls: type | None = None
     started_at: float = 0.0
     mcp: Any = None  # the McpHost (mcp_host/) when serving with --mcp-config
+    responses: ResponsesStore = field(default_factory=ResponsesStore)  # stored Responses (LRU, in memory)
 
     models: list[ServedModel] = field(default_factory=list)  # in CLI order; the first is "default"
 
