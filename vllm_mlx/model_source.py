@@ -74,7 +74,7 @@ RUNNERS = ("auto", "generate", "pooling")
 
 
 def load_model(model: str | None, plugins: PluginManager, kinds: tuple[str, ...] | None = None,
-               runner: str = "auto") -> LoadedModel:
+               runner: str = "auto", options: dict | None = None) -> LoadedModel:
     """Load with the first loader that recognises the folder; ``kinds`` limits what
     may be loaded (checked before any weights are read). ``runner`` is vLLM's
     choice: ``pooling`` asks only embedding loaders (``accepts``), ``generate``
@@ -102,7 +102,7 @@ def load_model(model: str | None, plugins: PluginManager, kinds: tuple[str, ...]
                                f"serves {', '.join(kinds)} models")
     log.info("loading %s with the %r loader", path, chosen.name)
     try:
-        loaded = chosen.load(path, config)
+        loaded = chosen.load(path, config, **(options or {}))
     except Exception as exc:
         raise ModelSourceError(f"the {chosen.name!r} loader failed on {path}: "
                                f"{type(exc).__name__}: {exc}") from exc

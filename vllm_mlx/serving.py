@@ -9,6 +9,7 @@ from typing import Any
 from .core import AsyncEngine, Engine, EngineConfig
 from .core.kv_budget import parse_memory
 from .core.vision import VisionPrefill
+from .distributed import DistributedError, Parallel
 from .plugins.interfaces import CacheOptions
 from .model_source import load_model, sampling_defaults
 from .plugins import PluginError, PluginManager
@@ -61,6 +62,9 @@ class ServeOptions:
     allowed_local_media_path: str | None = None  # file:// URLs only under this folder; None: no local files
     media_fetch_timeout: float = 10.0  # seconds per URL
     media_max_bytes: int = 20 << 20  # per fetched or inline medium
+    tensor_parallel_size: int = 1  # >1: shard the model across that many ranks (vllm-mlx launch / mlx.launch)
+    pipeline_parallel_size: int = 1
+    distributed_timeout: float = 60.0  # seconds a lockstep step may make no progress before the group gives up
 
 
 SERVED_KINDS = ("llm", "mllm", "embedding", "stt", "tts")
@@ -73,6 +77,9 @@ def build_state(opts: ServeOptions, plugins: PluginManager | None = None) -> Ser
     plugins = plugins or PluginManager(extra=opts.plugins)
     specs = list(opts.models) or [opts.model]
     names = list(opts.served_model_names) or ([opts.served_model_name] if opts.served_model_name else [])
+    parallel = Parallel(opts.tensor_parallel_size, opts.pipeline_parallel_size)
+    if parallel.enabled:
+        return _build_distributed(opts, plugins, specs, names, parallel, mcp)
     if len(names) > len(specs):
         raise PluginError(f"{len(names)} --served-model-name for {len(specs)} models: give at most one per model")
     llm_state: ServerState | None = None
@@ -120,8 +127,29 @@ def _build_speech(loaded, spec: str | None, name: str | None) -> ServedModel:
                        aliases=aliases)
 
 
+def _build_distributed(opts: ServeOptions, plugins: PluginManager, specs: list, names: list,
+                       parallel: Parallel, mcp: Any) -> ServerState:
+    """One LLM sharded across the ranks of the group this process was launched into."""
+    from .distributed.group import init_group, shard
+
+    if len(specs) != 1:
+        raise PluginError("distributed serving serves one model: pass exactly one MODEL")
+    if opts.prefix_cache_dir:
+        raise PluginError("--prefix-cache-dir is not supported with distributed serving")
+    try:
+        group = init_group(parallel)
+        loaded = load_model(specs[0], plugins, kinds=("llm",), runner="generate", options={"lazy": True})
+        shard(loaded.model, str(loaded.config.get("model_type")), parallel, group)
+    except DistributedError as exc:
+        raise PluginError(str(exc)) from None
+    log.info("rank %d of %d: %s parallel shard of %s loaded", group.rank(), group.size(), parallel.mode, specs[0])
+    state = _build_primary(opts, plugins, loaded, specs[0], names[0] if names else None, mcp, group=group)
+    state.settings.max_audio_bytes = opts.max_audio_bytes
+    return state
+
+
 def _build_primary(opts: ServeOptions, plugins: PluginManager, loaded, spec: str | None,
-                   served_name: str | None, mcp: Any = None) -> ServerState:
+                   served_name: str | None, mcp: Any = None, group: Any = None) -> ServerState:
     name = served_name or ("vllm-mlx-demo" if loaded.is_demo and spec is None else (spec or str(loaded.path)))
     aliases = tuple(a for a in {spec, str(loaded.path)} if a and a != name)
     model_aliases = model_alias_names(opts.model_aliases, {name, "default", *aliases})
@@ -161,7 +189,7 @@ def _build_primary(opts: ServeOptions, plugins: PluginManager, loaded, spec: str
     context = loaded.context_length or 4096
     max_model_len = min(opts.max_model_len or context, context) if opts.max_model_len else context
     vision = VisionPrefill(loaded.model, opts.prefill_step_size) if loaded.kind == "mllm" else None
-    engine = Engine(loaded.model, loaded.tokenizer, vision=vision, config=EngineConfig(
+    engine_config = EngineConfig(
         max_num_seqs=opts.max_num_seqs, prefill_step_size=opts.prefill_step_size,
         block_size=opts.block_size, kv_cache_memory=opts.kv_cache_memory,
         prefix_caching=opts.enable_prefix_caching,
@@ -169,7 +197,15 @@ def _build_primary(opts: ServeOptions, plugins: PluginManager, loaded, spec: str
         prefix_cache_dir=opts.prefix_cache_dir,
         request_timeout=opts.request_timeout or None,
         cache_fingerprint=_fingerprint(loaded, policy.name, cache_options),
-    ))
+    )
+    if group is not None:
+        from .distributed.lockstep import LockstepEngine
+
+        engine = LockstepEngine(loaded.model, loaded.tokenizer, engine_config, group=group,
+                                timeout=opts.distributed_timeout,
+                                fingerprint=_group_fingerprint(loaded, policy.name, cache_options, opts))
+    else:
+        engine = Engine(loaded.model, loaded.tokenizer, vision=vision, config=engine_config)
     try:
         engine.start()
     except RuntimeError as exc:  # e.g. a KV quantization the model's head size does not allow
@@ -257,17 +293,48 @@ def _fingerprint(loaded, policy: str, options: CacheOptions) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
-def serve(opts: ServeOptions) -> None:
+def _group_fingerprint(loaded, policy: str, options: CacheOptions, opts: ServeOptions) -> str:
+    """What must be equal on every rank for their schedules to agree (compared at start)."""
+    import json
+    from importlib.metadata import version
+
+    versions = [version(p) for p in ("mlx", "mlx-lm", "vllm-mlx")]
+    engine = [opts.max_num_seqs, opts.prefill_step_size, opts.block_size, opts.enable_prefix_caching,
+              opts.request_timeout, opts.tensor_parallel_size, opts.pipeline_parallel_size]
+    return json.dumps([loaded.config, versions, policy, options.kv_bits, options.kv_group_size,
+                       options.sliding_window, engine], sort_keys=True, default=str)
+
+
+def serve(opts: ServeOptions) -> int:
+    """Serve until shut down; the exit status (ranks other than 0 of a group serve no HTTP)."""
     import uvicorn
 
     if opts.host not in ("127.0.0.1", "localhost", "::1") and not opts.api_key:
         log.warning("serving on %s WITHOUT an API key: anyone who can reach this address can use the model. "
                     "Pass --api-key (or VLLM_MLX_API_KEY).", opts.host)
     state = build_state(opts)
+    core = state.engine.engine if state.engine is not None else None
+    if getattr(core, "rank", 0) != 0:
+        return _follow(core)
     app = create_app(state)
     config = uvicorn.Config(app, host=opts.host, port=opts.port, log_level=opts.log_level, access_log=False,
                             timeout_graceful_shutdown=opts.shutdown_timeout)
     _graceful_server(config).run()
+    return getattr(core, "exit_code", None) or 0
+
+
+def _follow(engine) -> int:
+    """A rank other than 0: run the engine's lockstep loop until rank 0 stops the group.
+    SIGTERM/SIGINT are only noted: rank 0 drains its requests, then stops every rank."""
+    import signal
+
+    def note(sig, _frame):
+        log.info("rank %d: got signal %d; waiting for rank 0 to stop the group", engine.rank, sig)
+
+    signal.signal(signal.SIGTERM, note)
+    signal.signal(signal.SIGINT, note)
+    log.info("rank %d following rank 0", engine.rank)
+    return engine.wait_stopped()
 
 
 def _graceful_server(config):

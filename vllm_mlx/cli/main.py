@@ -120,6 +120,14 @@ def _json_object(ctx, param, value):
               help="Vision models: largest image accepted (fetched, inline or local), in bytes.")
 @click.option("--media-fetch-timeout", default=10.0, show_default=True, type=click.FloatRange(min=0.1),
               help="Vision models: seconds to fetch one image URL.")
+@click.option("--tensor-parallel-size", "-tp", default=1, show_default=True, type=click.IntRange(1),
+              help="Split each layer across this many ranks (start them with `vllm-mlx launch`); see "
+                   "docs/distributed.md.")
+@click.option("--pipeline-parallel-size", "-pp", default=1, show_default=True, type=click.IntRange(1),
+              help="Split the layers into this many consecutive stages, one per rank (`vllm-mlx launch`).")
+@click.option("--distributed-timeout", default=60.0, show_default=True, type=click.FloatRange(min=1),
+              help="Distributed serving: end the group (requests fail, exit status 3) when a step makes no "
+                   "progress for this many seconds (a hung rank or a stalled link).")
 @click.option("--log-level", default="info", show_default=True,
               type=click.Choice(["critical", "error", "warning", "info", "debug"]), help="Logging detail.")
 @mcp_serve_options
@@ -129,7 +137,8 @@ def serve(models, host, port, api_key, served_model_names, max_audio_bytes, max_
           cache_policy, kv_cache_memory, block_size, enable_prefix_caching, kv_cache_bits, kv_cache_group_size,
           sliding_window, prefix_cache_dir, request_timeout, shutdown_timeout, runner, continuous_batching,
           model_option, mllm, limit_mm_per_prompt, allowed_media_domains, allowed_local_media_path,
-          media_max_bytes, media_fetch_timeout, log_level, **mcp_options):
+          media_max_bytes, media_fetch_timeout, tensor_parallel_size, pipeline_parallel_size, distributed_timeout,
+          log_level, **mcp_options):
     """Serve MODEL (a local folder or a Hugging Face repo id) on an OpenAI-compatible API.
 
     Several MODELs make one server for all: an LLM, a Whisper speech-to-text and a Kokoro
@@ -141,7 +150,8 @@ def serve(models, host, port, api_key, served_model_names, max_audio_bytes, max_
     from ..plugins import PluginError
     from ..serving import ServeOptions, serve as run_server
 
-    logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    rank = f"rank {os.environ['MLX_RANK']} " if os.environ.get("MLX_RANK") else ""
+    logging.basicConfig(level=log_level.upper(), format=f"%(asctime)s {rank}%(levelname)s %(name)s: %(message)s")
     sliding_window = _legacy_sliding_window(sliding_window)
     if model_option and models and model_option not in models:
         raise click.UsageError(f"two models given: {models[0]!r} and --model {model_option!r}")
@@ -161,13 +171,17 @@ def serve(models, host, port, api_key, served_model_names, max_audio_bytes, max_
         ping_interval=ping_interval, limit_mm_per_prompt=limit_mm_per_prompt,
         allowed_media_domains=list(allowed_media_domains), allowed_local_media_path=allowed_local_media_path,
         media_fetch_timeout=media_fetch_timeout, media_max_bytes=media_max_bytes,
+        tensor_parallel_size=tensor_parallel_size, pipeline_parallel_size=pipeline_parallel_size,
+        distributed_timeout=distributed_timeout,
         **mcp_serve_kwargs(mcp_options),
     )
     try:
-        run_server(opts)
+        status = run_server(opts)
     except (ModelSourceError, PluginError, McpConfigError) as exc:
         click.echo(f"error: {exc}", err=True)
         sys.exit(2)
+    if status:
+        sys.exit(status)
 
 
 def _legacy_sliding_window(flag: int | None) -> int | None:
