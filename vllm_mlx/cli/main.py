@@ -223,9 +223,11 @@ def plugins_cmd(extra, as_json):
 
 
 from .bench import bench  # noqa: E402  (registers the bench group)
+from .launch import launch  # noqa: E402
 
 cli.add_command(bench)
 cli.add_command(mcp)
+cli.add_command(launch)
 
 if __name__ == "__main__":
     cli()
