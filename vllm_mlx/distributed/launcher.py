@@ -245,7 +245,8 @@ def supervise(plan: Plan, restarts: int = 0, grace: float = 45.0, settle: float 
                 return group.status(None)
             log.log(logging.ERROR if first.code else logging.INFO, "rank %d (%s) exited with status %d",
                     first.rank, first.host, first.code)
-            group.end(settle if first.code else grace, grace)
+            # a failed group has nothing left to drain: a short wait, then SIGTERM and soon SIGKILL
+            group.end(settle, min(grace, 5.0)) if first.code else group.end(grace, grace)
             status = group.status(first)
             if status == 0 or attempt >= restarts or stop["sig"] is not None:
                 return status
