@@ -15,6 +15,7 @@ import threading
 import time
 from pathlib import Path
 
+import httpx
 import pytest
 from click.testing import CliRunner
 
@@ -49,7 +50,7 @@ def _summary(resp) -> list:
 
 async def _one(client, model: str, i: int, cancel: bool):
     if cancel:  # a client that goes away mid-stream
-        stream = await client.completions.create(model=model, prompt=PROMPTS[i], max_tokens=200, temperature=0,
+        stream = await client.completions.create(model=model, prompt=PROMPTS[i], max_tokens=60, temperature=0,
                                                  stream=True, extra_body={"ignore_eos": True})
         got = 0
         async for _ in stream:
@@ -63,6 +64,17 @@ async def _one(client, model: str, i: int, cancel: bool):
     return _summary(resp)
 
 
+SCHEMA = {"type": "object", "properties": {"a": {"type": "integer"}}, "required": ["a"]}
+
+
+async def _structured_chat(client, model: str):
+    """Structured output: every rank must apply the same grammar mask."""
+    resp = await client.chat.completions.create(
+        model=model, messages=[{"role": "user", "content": "Give me a JSON object."}], max_tokens=12,
+        temperature=0, response_format={"type": "json_schema", "json_schema": {"name": "a", "schema": SCHEMA}})
+    return [resp.choices[0].message.content, resp.choices[0].finish_reason]
+
+
 def run_requests(url: str, model: str, concurrent: bool, cancel: set[int] = frozenset()) -> list:
     from openai import AsyncOpenAI
 
@@ -70,7 +82,8 @@ def run_requests(url: str, model: str, concurrent: bool, cancel: set[int] = froz
         client = AsyncOpenAI(base_url=url + "/v1", api_key=API_KEY, max_retries=0, timeout=180)
         if concurrent:
             return await asyncio.gather(*(_one(client, model, i, i in cancel) for i in range(len(PROMPTS))))
-        return [await _one(client, model, i, i in cancel) for i in range(len(PROMPTS))]
+        return [await _one(client, model, i, i in cancel) for i in range(len(PROMPTS))] + \
+            [await _structured_chat(client, model)]
 
     return asyncio.run(main())
 
@@ -111,7 +124,10 @@ def reference(random_model_dir, qwen2_dir, tmp_path_factory):
                          ids=["tp2-llama", "pp2-qwen2"])
 def test_output_equals_single_process(family, flag, reference, random_model_dir, qwen2_dir, tmp_path_factory):
     model_dir = random_model_dir if family == "llama" else qwen2_dir
-    srv = _launch(tmp_path_factory, f"{family}-{flag}", _serve_args(model_dir, flag, "2")).wait_ready()
+    # A KV cache of 20 blocks of 4 tokens: the concurrent requests do not fit at once, so the
+    # schedule admits late and preempts, and the ranks must agree on every such decision.
+    tight = ["--block-size", "4", "--kv-cache-memory", "0.02MiB"]
+    srv = _launch(tmp_path_factory, f"{family}-{flag}", _serve_args(model_dir, flag, "2", *tight)).wait_ready()
     try:
         assert run_requests(srv.url, "m", concurrent=False) == reference[family]
         got = run_requests(srv.url, "m", concurrent=True, cancel=CANCELLED)
@@ -122,7 +138,8 @@ def test_output_equals_single_process(family, flag, reference, random_model_dir,
                 assert result == reference[family][i], f"request {i} ({VARIANTS[i]})"
         # the cancellations left the group in step: it still serves, and still the same
         assert run_requests(srv.url, "m", concurrent=False)[:2] == reference[family][:2]
-        assert srv.health() == 200
+        health = httpx.get(srv.url + "/health").json()
+        assert health["kv_cache"]["preemptions"] > 0 and health["kv_cache"]["prefix_hits"] > 0, health
         code = srv.stop()  # SIGTERM to the launcher: rank 0 drains, every rank exits 0
         assert code == 0, srv.log()
         assert srv.live_ranks() == []
@@ -253,3 +270,18 @@ def test_launch_needs_two_ranks():
     result = CliRunner().invoke(cli, ["launch", "--", "serve", "x"])
     assert result.exit_code == 2
     assert "at least 2 ranks" in result.output
+
+
+def test_launch_restarts_a_failed_group_on_fresh_ports(tmp_path):
+    """Every rank fails; the group is started again once (new ring ports), then the failure is the exit status."""
+    import subprocess
+    import sys
+
+    script = ("import os, sys; print('HOSTFILE', os.environ['MLX_RANK'], open(os.environ['MLX_HOSTFILE']).read(), "
+              "flush=True); sys.exit(4)")
+    proc = subprocess.run([sys.executable, "-m", "vllm_mlx.cli.main", "launch", "-n", "2", "--restarts", "1", "--",
+                           sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 4, proc.stderr
+    hostfiles = [line.split(" ", 2)[2] for line in proc.stdout.splitlines() if line.startswith("HOSTFILE 0")]
+    assert len(hostfiles) == 2 and hostfiles[0] != hostfiles[1], proc.stdout
+    assert "restarting the group on fresh ports" in proc.stderr

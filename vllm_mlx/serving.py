@@ -314,6 +314,12 @@ def serve(opts: ServeOptions) -> int:
                     "Pass --api-key (or VLLM_MLX_API_KEY).", opts.host)
     state = build_state(opts)
     core = state.engine.engine if state.engine is not None else None
+    if hasattr(core, "rank"):
+        import os
+        import signal
+
+        # mpirun aborts the job on SIGTERM but forwards SIGUSR1: `vllm-mlx launch` stops an MPI group with it
+        signal.signal(signal.SIGUSR1, lambda *_: os.kill(os.getpid(), signal.SIGTERM))
     if getattr(core, "rank", 0) != 0:
         return _follow(core)
     app = create_app(state)

@@ -168,6 +168,21 @@ def prefix_cmd(model, system_tokens, burst, block_size, conc, max_tokens, repeat
         sys.exit(2)
 
 
+@bench.command("cpu")
+@click.option("--pid", "pids", multiple=True, type=int, required=True, help="A process to watch (repeatable).")
+@click.option("--seconds", default=30.0, show_default=True, type=click.FloatRange(min=0.5), help="Window length.")
+@click.option("--label", default="", help="Free text copied into every JSON line.")
+@click.option("--json-out", default=None, type=click.Path(dir_okay=False), help="Also append the JSON lines here.")
+def cpu_cmd(pids, seconds, label, json_out):
+    """CPU use of running processes over a window, one JSON line each ("cores": 1.0 = a whole core);
+    e.g. the idle ranks of a distributed server (docs/distributed.md)."""
+    from ..bench.cpu import cpu_share
+
+    report = _reporter(json_out)
+    for pid, cores in cpu_share(list(pids), seconds).items():
+        report({"pid": pid, "cores": cores, "seconds": seconds, "label": label, "mode": "cpu"})
+
+
 @bench.command("soak")
 @click.option("--url", default="http://127.0.0.1:8000", show_default=True,
               help="A server on this machine (loopback addresses only).")

@@ -71,8 +71,9 @@ def _free_port() -> int:
 
 
 class Rank:
-    def __init__(self, rank: int, host: str, proc: subprocess.Popen):
+    def __init__(self, rank: int, host: str, proc: subprocess.Popen, stop_signal: int = signal.SIGTERM):
         self.rank, self.host, self.proc = rank, host, proc
+        self.stop_signal = stop_signal
         self.code: int | None = None
 
     def poll(self) -> int | None:
@@ -104,7 +105,9 @@ class Group:
     def start(self) -> "Group":
         plan = self.plan
         if plan.backend == "mpi":
-            self.ranks = [Rank(0, "mpirun", self._popen(self._mpirun(), local=True))]
+            # mpirun aborts the job on SIGTERM but forwards SIGUSR1 to every rank, which our ranks read
+            # as SIGTERM: a graceful stop
+            self.ranks = [Rank(0, "mpirun", self._popen(self._mpirun(), local=True), signal.SIGUSR1)]
             return self
         common, files = self._shared_env()
         command = rank_command(plan.command, plan.python)
@@ -185,7 +188,7 @@ class Group:
 
     def terminate(self, grace: float) -> None:
         for r in self.ranks:
-            r.signal(signal.SIGTERM)
+            r.signal(r.stop_signal)
             r.signal(signal.SIGCONT)  # a stopped rank cannot act on SIGTERM
         if not self._wait_all(grace):
             for r in self.ranks:

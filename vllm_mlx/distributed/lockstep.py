@@ -97,14 +97,15 @@ class LockstepEngine(Engine):
         self._live_lock = threading.Lock()
         self._fatal_lock = threading.Lock()
         self._desync = _desync_hook(self.rank)
+        self._compiler = None  # compiles structured-output grammars on ranks other than 0
 
     # -- any thread ------------------------------------------------------------
     def submit(self, request: EngineRequest) -> None:
         problem = None
         if self.state in ("dead", "stopping", "stopped"):
             problem = f"the distributed group is down: {self._last_error()}"
-        elif request.params.guide is not None:
-            problem = "structured output (response_format / guided decoding) is not supported with distributed serving yet"
+        elif request.params.guide is not None and getattr(request.params.guide, "grammar", None) is None:
+            problem = "this guided-decoding processor cannot be sent to the other ranks of a distributed group"
         elif request.mm is not None:
             problem = "images are not supported with distributed serving"
         if problem is not None:
@@ -238,7 +239,8 @@ class LockstepEngine(Engine):
         for cmd, arg in self._inbox:
             if cmd == "add":
                 originals[arg.request_id] = arg
-                ops.append(["add", arg.request_id, arg.prompt_ids, _encode_params(arg.params)])
+                guide = arg.params.guide.grammar if arg.params.guide is not None else None
+                ops.append(["add", arg.request_id, arg.prompt_ids, _encode_params(arg.params), guide])
             elif cmd == "abort":
                 ops.append(["abort", arg])
         self._inbox = []
@@ -255,8 +257,13 @@ class LockstepEngine(Engine):
         expired = []
         for op in ops:
             if op[0] == "add":
-                _, rid, prompt, params = op
-                req = originals.get(rid) or EngineRequest(rid, prompt, _decode_params(params), NULL_SINK)
+                _, rid, prompt, params, grammar = op
+                req = originals.get(rid)
+                if req is None:
+                    params = _decode_params(params)
+                    if grammar is not None:  # structured output: the same grammar, compiled here
+                        params.guide = self._grammar().compile(grammar)
+                    req = EngineRequest(rid, prompt, params, NULL_SINK)
                 sched.add(req)
             elif op[0] == "abort":
                 if sched.abort(op[1]) is not None:
@@ -270,6 +277,13 @@ class LockstepEngine(Engine):
         if expired:
             self._deliver(expired)
         self._fold([], extra=len(ops))
+
+    def _grammar(self):
+        if self._compiler is None:
+            from ..core.guided import GrammarCompiler
+
+            self._compiler = GrammarCompiler(self.tokenizer, self.vocab_size, self.eos_token_ids)
+        return self._compiler
 
     def _forget(self, request_id: str) -> None:
         if self.rank == 0:
