@@ -79,11 +79,11 @@ def run_requests(url: str, model: str, concurrent: bool, cancel: set[int] = froz
     from openai import AsyncOpenAI
 
     async def main():
-        client = AsyncOpenAI(base_url=url + "/v1", api_key=API_KEY, max_retries=0, timeout=180)
-        if concurrent:
-            return await asyncio.gather(*(_one(client, model, i, i in cancel) for i in range(len(PROMPTS))))
-        return [await _one(client, model, i, i in cancel) for i in range(len(PROMPTS))] + \
-            [await _structured_chat(client, model)]
+        async with AsyncOpenAI(base_url=url + "/v1", api_key=API_KEY, max_retries=0, timeout=180) as client:
+            if concurrent:
+                return await asyncio.gather(*(_one(client, model, i, i in cancel) for i in range(len(PROMPTS))))
+            return [await _one(client, model, i, i in cancel) for i in range(len(PROMPTS))] + \
+                [await _structured_chat(client, model)]
 
     return asyncio.run(main())
 

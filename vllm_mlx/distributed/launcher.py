@@ -229,7 +229,7 @@ def _remote_script(env: list[str], files: dict[str, str], command: list[str], cw
     return " ".join(parts)
 
 
-def supervise(plan: Plan, restarts: int = 0, grace: float = 45.0, settle: float = 5.0) -> int:
+def supervise(plan: Plan, restarts: int = 0, grace: float = 45.0, settle: float = 3.0) -> int:
     """Run the group until it ends; restart a failed group up to ``restarts`` times. The exit status."""
     stop = {"sig": None}
 

@@ -207,6 +207,7 @@ class LockstepEngine(Engine):
             payload, originals = self._payload(sched)
             if self._stopping:
                 flags |= STOP
+                self.state = "stopping"  # before the others see STOP and exit: their leaving is no failure
         self._step_no += 1
         size = self.size
         header = np.zeros(3 + 2 * size, dtype=np.int32)
@@ -220,6 +221,7 @@ class LockstepEngine(Engine):
             raise Desync(f"ranks out of lockstep at step {int(out[0])}: step numbers {steps}, state hashes "
                          f"{hashes} (a rank computed something different)")
         if out[1] & STOP:
+            self.state = "stopping"
             return True
         if out[2]:
             buf = np.frombuffer(payload, dtype=np.uint8) if self.rank == 0 else np.zeros(int(out[2]), np.uint8)
