@@ -321,12 +321,20 @@ def serve(opts: ServeOptions) -> int:
         # mpirun aborts the job on SIGTERM but forwards SIGUSR1: `vllm-mlx launch` stops an MPI group with it
         signal.signal(signal.SIGUSR1, lambda *_: os.kill(os.getpid(), signal.SIGTERM))
     if getattr(core, "rank", 0) != 0:
-        return _follow(core)
+        return _exit_rank(_follow(core))
     app = create_app(state)
     config = uvicorn.Config(app, host=opts.host, port=opts.port, log_level=opts.log_level, access_log=False,
                             timeout_graceful_shutdown=opts.shutdown_timeout)
     _graceful_server(config).run()
-    return getattr(core, "exit_code", None) or 0
+    status = getattr(core, "exit_code", None) or 0
+    return _exit_rank(status) if hasattr(core, "rank") else status
+
+
+def _exit_rank(status: int) -> int:
+    from .distributed.group import exit_process
+
+    exit_process(status)  # returns unless the process must end right here (MPI)
+    return status
 
 
 def _follow(engine) -> int:

@@ -130,3 +130,23 @@ def rank0_host(environ: dict | None = None) -> str | None:
         except (OSError, ValueError, IndexError, KeyError, TypeError):
             return None
     return None
+
+
+def exit_process(status: int) -> None:
+    """End a rank's process after a clean stop. Under MPI, finalize first and skip interpreter
+    teardown: MLX finalizes MPI only when its group object is freed, which never happens while the
+    parked engine thread holds it, and mpirun reports a rank that exits unfinalized as a failure."""
+    if launched_backend() != "mpi":
+        return
+    import ctypes
+    import logging
+    import sys
+
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    try:
+        ctypes.CDLL(None).MPI_Finalize()
+    except (OSError, AttributeError):  # MPI symbols not global in this process: nothing to finalize
+        pass
+    os._exit(status)
