@@ -32,6 +32,7 @@ class ServeOptions:
     max_num_seqs: int = 64
     max_model_len: int | None = None
     prefill_step_size: int = 512
+    prefill_batch_size: int | None = None  # prompts prefilled together in one step; None: by device
     plugins: list[str] = field(default_factory=list)
     reasoning_parser: str | None = None
     tool_call_parser: str | None = None
@@ -163,6 +164,7 @@ def _build_primary(opts: ServeOptions, plugins: PluginManager, loaded, spec: str
     vision = VisionPrefill(loaded.model, opts.prefill_step_size) if loaded.kind == "mllm" else None
     engine = Engine(loaded.model, loaded.tokenizer, vision=vision, config=EngineConfig(
         max_num_seqs=opts.max_num_seqs, prefill_step_size=opts.prefill_step_size,
+        prefill_batch_size=opts.prefill_batch_size,
         block_size=opts.block_size, kv_cache_memory=opts.kv_cache_memory,
         prefix_caching=opts.enable_prefix_caching,
         make_cache=lambda: policy.make_cache(loaded.model, cache_options),
