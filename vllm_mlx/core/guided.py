@@ -40,7 +40,7 @@ class Guide:
         self.matcher = matcher
         self.vocab_size = vocab_size
         self.eos_ids = eos_ids
-        self.grammar = grammar  # the source, so other ranks of a distributed group can compile it too
+        self.grammar = grammar  # the source, so an engine in another process can compile it again
 
     def logits_processor(self) -> LogitsProcessor:
         return _GrammarMask(self.matcher.deep_copy(), self.vocab_size, self.eos_ids)
