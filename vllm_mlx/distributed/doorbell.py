@@ -95,7 +95,10 @@ class Doorbell:
             interval = max(0.5, self.timeout / 4)
             while not self._closed:
                 conns = list(self._peers.items())
-                readable, _, _ = select.select([c for _, c in conns], [], [], interval)
+                try:
+                    readable, _, _ = select.select([c for _, c in conns], [], [], interval)
+                except (OSError, ValueError):  # closed under us: the group is stopping
+                    return
                 if self._closed:
                     return
                 for rank, conn in conns:
