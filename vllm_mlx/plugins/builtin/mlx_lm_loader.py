@@ -23,8 +23,8 @@ def mlx_lm_supports(config: dict) -> bool:
 def load_with_mlx_lm(path: Path, config: dict, loader_name: str, **options: Any) -> LoadedModel:
     from mlx_lm.utils import load
 
-    # lazy=True (distributed serving) leaves the weights unread until the model is sharded,
-    # so each rank reads only its own part
+    # lazy=True: the weights stay on disk until first used (the server process of --engine-process
+    # reads only the model's structure; the engine process loads it for real)
     model, tokenizer, full_config = load(str(path), return_config=True, lazy=bool(options.get("lazy", False)))
     ctx = full_config.get("max_position_embeddings") or getattr(tokenizer, "model_max_length", None)
     return LoadedModel(
