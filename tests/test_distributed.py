@@ -75,6 +75,38 @@ async def _structured_chat(client, model: str):
     return [resp.choices[0].message.content, resp.choices[0].finish_reason]
 
 
+LONG = 30  # tokens: 3 such sequences need ~27 blocks of 4 tokens, more than the tight cache's 20
+
+
+def run_long(url: str, model: str, concurrent: bool) -> list:
+    """3 greedy requests that cannot all fit the tight KV cache at once: run together, some are preempted."""
+    from openai import AsyncOpenAI
+
+    async def one(client, i):
+        resp = await client.completions.create(model=model, prompt=PROMPTS[i], max_tokens=LONG, temperature=0,
+                                               extra_body={"ignore_eos": True})
+        return _summary(resp)
+
+    async def main():
+        async with AsyncOpenAI(base_url=url + "/v1", api_key=API_KEY, max_retries=0, timeout=180) as client:
+            if concurrent:
+                return await asyncio.gather(*(one(client, i) for i in range(3)))
+            return [await one(client, i) for i in range(3)]
+
+    return asyncio.run(main())
+
+
+def cached_tokens_of_repeat(url: str, model: str) -> int:
+    """The same prompt twice in a row: the second is served from the prefix cache."""
+    from openai import OpenAI
+
+    client = OpenAI(base_url=url + "/v1", api_key=API_KEY, max_retries=0, timeout=120)
+    prompt = " ".join(PROMPTS[:3])
+    for _ in range(2):
+        resp = client.completions.create(model=model, prompt=prompt, max_tokens=2, temperature=0)
+    return resp.usage.prompt_tokens_details.cached_tokens
+
+
 def run_requests(url: str, model: str, concurrent: bool, cancel: set[int] = frozenset()) -> list:
     from openai import AsyncOpenAI
 
@@ -115,6 +147,7 @@ def reference(random_model_dir, qwen2_dir, tmp_path_factory):
         srv = ServerProcess(_serve_args(path), log_path=log).wait_ready()
         try:
             out[name] = run_requests(srv.url, "m", concurrent=False)
+            out[name + "-long"] = run_long(srv.url, "m", concurrent=False)
         finally:
             srv.stop()
     return out
@@ -138,8 +171,10 @@ def test_output_equals_single_process(family, flag, reference, random_model_dir,
                 assert result == reference[family][i], f"request {i} ({VARIANTS[i]})"
         # the cancellations left the group in step: it still serves, and still the same
         assert run_requests(srv.url, "m", concurrent=False)[:2] == reference[family][:2]
-        health = httpx.get(srv.url + "/health").json()
-        assert health["kv_cache"]["preemptions"] > 0 and health["kv_cache"]["prefix_hits"] > 0, health
+        # preemption: every rank must take the same sequence out and resume it the same way
+        assert run_long(srv.url, "m", concurrent=True) == reference[family + "-long"]
+        assert httpx.get(srv.url + "/health").json()["kv_cache"]["preemptions"] > 0
+        assert cached_tokens_of_repeat(srv.url, "m") > 0
         code = srv.stop()  # SIGTERM to the launcher: rank 0 drains, every rank exits 0
         assert code == 0, srv.log()
         assert srv.live_ranks() == []
