@@ -287,6 +287,16 @@ def test_parallel_size_without_launcher_says_how_to_launch(random_model_dir, mon
     assert "vllm-mlx launch -n 2 -- serve" in result.output
 
 
+def test_rank_without_parallel_size_is_refused(random_model_dir, monkeypatch):
+    from vllm_mlx.cli.main import cli
+
+    monkeypatch.setenv("MLX_RANK", "1")
+    monkeypatch.setenv("MLX_HOSTFILE", "/nonexistent")
+    result = CliRunner().invoke(cli, ["serve", str(random_model_dir)])
+    assert result.exit_code == 2
+    assert "launched as a rank of a distributed group" in result.output
+
+
 def test_sharding_support_is_read_from_the_family(tmp_path):
     from mlx_lm.utils import load_model
 

@@ -9,7 +9,7 @@ from typing import Any
 from .core import AsyncEngine, Engine, EngineConfig
 from .core.kv_budget import parse_memory
 from .core.vision import VisionPrefill
-from .distributed import DistributedError, Parallel
+from .distributed import DistributedError, Parallel, launched_backend
 from .plugins.interfaces import CacheOptions
 from .model_source import load_model, sampling_defaults
 from .plugins import PluginError, PluginManager
@@ -82,6 +82,9 @@ def build_state(opts: ServeOptions, plugins: PluginManager | None = None) -> Ser
     parallel = Parallel(opts.tensor_parallel_size, opts.pipeline_parallel_size)
     if parallel.enabled:
         return _build_distributed(opts, plugins, specs, names, parallel, mcp)
+    if launched_backend() is not None:  # every rank would serve the whole model on the same port
+        raise PluginError("this process was launched as a rank of a distributed group: give "
+                          "--tensor-parallel-size N or --pipeline-parallel-size N (N = the number of ranks)")
     if len(names) > len(specs):
         raise PluginError(f"{len(names)} --served-model-name for {len(specs)} models: give at most one per model")
     llm_state: ServerState | None = None
