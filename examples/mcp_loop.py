@@ -27,7 +27,8 @@ client = OpenAI(base_url=args.base_url, api_key=args.api_key)
 mcp = {"type": "mcp", "server_label": args.server_label}
 if args.tool:
     mcp["allowed_tools"] = args.tool
-print("Tools on the server:", [t["name"] for t in client.get("/mcp/tools", cast_to=dict)["data"]])
+tools = client.get("/mcp/tools", cast_to=dict)["data"]  # GET /v1/mcp/tools: what the MCP servers offer
+print("Tools of", args.server_label + ":", [t["tool"] for t in tools if t["server_label"] == args.server_label])
 request = dict(model=args.model, messages=[{"role": "user", "content": args.prompt}], tools=[mcp],
                max_tokens=args.max_tokens)
 
