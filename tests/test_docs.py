@@ -72,8 +72,8 @@ def test_cli_reference_matches_the_commands():
     for path, cmd in real.items():
         opts = {o for p in cmd.params if isinstance(p, click.Option) for o in p.opts + p.secondary_opts}
         opts -= {"--help", "-h"}
-        assert documented[path] == opts, (f"vllm-mlx {' '.join(path)}: run `python scripts/cli_reference.py` (docs/reference/cli.md): add "
-                                          f"{sorted(opts - documented[path])}, remove "
+        assert documented[path] == opts, (f"vllm-mlx {' '.join(path)}: run `python scripts/cli_reference.py` "
+                                          f"(docs/reference/cli.md): add {sorted(opts - documented[path])}, remove "
                                           f"{sorted(documented[path] - opts)}")
 
 
