@@ -127,9 +127,23 @@ def _eval_helpers(model: Any) -> None:
 
 
 def load_stt(path: Path) -> Any:
+    import mlx.core as mx
     from mlx_audio.stt.utils import load_model
 
-    return load_model(path)
+    model = load_model(path)
+    if not _on_gpu() and not (load_config_quantized(path)):  # float16/bf16 are slow on MLX's CPU backend
+        model.set_dtype(mx.float32)
+        mx.eval(model.parameters())
+    _eval_helpers(model)
+    return model
+
+
+def load_config_quantized(path: Path) -> bool:
+    try:
+        config = json.loads((path / "config.json").read_text())
+    except (OSError, ValueError):
+        return False
+    return bool(config.get("quantization") or config.get("quantization_config"))
 
 
 # -- offline fix-ups per family ---------------------------------------------------------

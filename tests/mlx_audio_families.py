@@ -1,6 +1,7 @@
-"""Random-weight, real-format folders of the TTS families served through the generic
-mlx-audio loader (Chatterbox, VibeVoice, VoxCPM), built from mlx-audio's own model classes
-with small configs, plus the config and tokenizer files their loaders read."""
+"""Random-weight, real-format folders of the speech families served through the generic
+mlx-audio loaders (TTS: Chatterbox, VibeVoice, VoxCPM; STT: Moonshine), built from
+mlx-audio's own model classes with small configs, plus the config and tokenizer files
+their loaders read."""
 
 from __future__ import annotations
 
@@ -165,3 +166,26 @@ def build_chatterbox(out: Path, seed: int = 0, clip: np.ndarray | None = None) -
              **{f"gen.{k}": v for k, v in conds.gen.items() if isinstance(v, mx.array)}}
     mx.save_safetensors(str(out / "conds.safetensors"), saved)
     return out
+
+
+MOONSHINE = {"model_type": "moonshine", "hidden_size": 64, "intermediate_size": 128, "encoder_num_hidden_layers": 1,
+             "decoder_num_hidden_layers": 1, "encoder_num_attention_heads": 4, "decoder_num_attention_heads": 4,
+             "max_position_embeddings": 256, "bos_token_id": 6, "eos_token_id": 7, "decoder_start_token_id": 6,
+             "tie_word_embeddings": True}
+
+
+def build_moonshine(out: Path, seed: int = 0) -> Path:
+    """A Moonshine speech-to-text model; conv weights saved in the checkpoints' PyTorch
+    layout, as mlx-audio's ``sanitize`` expects."""
+    import mlx.core as mx
+    from mlx.utils import tree_flatten
+    from mlx_audio.stt.models.moonshine.config import ModelConfig
+    from mlx_audio.stt.models.moonshine.moonshine import Model
+
+    out.mkdir(parents=True, exist_ok=True)
+    config = {**MOONSHINE, "vocab_size": byte_tokenizer(out)}
+    mx.random.seed(seed)
+    model = Model(ModelConfig.from_dict(config))
+    weights = {k: (mx.transpose(v, (0, 2, 1)) if "conv" in k and "weight" in k and v.ndim == 3 else v)
+               for k, v in tree_flatten(model.parameters())}
+    return _save(out, weights, config)

@@ -1,7 +1,8 @@
-"""The TTS families loaded by the generic mlx-audio loader (Chatterbox, VibeVoice, VoxCPM),
-each a random-weight folder made from mlx-audio's own classes, behind one real server and
-the official openai client: /v1/audio/speech end to end, model options through
-extra_body, voice cloning from a base64 clip and from an uploaded voice, and the 400s."""
+"""The speech families loaded by the generic mlx-audio loaders (TTS: Chatterbox, VibeVoice,
+VoxCPM; STT: Moonshine), each a random-weight folder made from mlx-audio's own classes,
+behind one real server and the official openai client: /v1/audio/speech end to end, model
+options through extra_body, voice cloning from a base64 clip and from an uploaded voice,
+transcription, and the 400s."""
 
 from __future__ import annotations
 
@@ -32,12 +33,13 @@ def clip_wav(seconds: float = 0.5, rate: int = 24000) -> bytes:
 @pytest.fixture(scope="session")
 def families_server(tmp_path_factory):
     from conftest import _start
-    from tts_families import build_chatterbox, build_vibevoice, build_voxcpm
+    from mlx_audio_families import build_chatterbox, build_moonshine, build_vibevoice, build_voxcpm
 
     root = tmp_path_factory.mktemp("tts-families")
-    dirs = [build_chatterbox(root / "chatterbox"), build_vibevoice(root / "vibevoice"), build_voxcpm(root / "voxcpm")]
+    dirs = [build_chatterbox(root / "chatterbox"), build_vibevoice(root / "vibevoice"), build_voxcpm(root / "voxcpm"),
+            build_moonshine(root / "moonshine")]
     args = [str(d) for d in dirs]
-    for name in ("chatterbox", "vibevoice", "voxcpm"):
+    for name in ("chatterbox", "vibevoice", "voxcpm", "moonshine"):
         args += ["--served-model-name", name]
     srv = _start(tmp_path_factory, "tts-families", args)
     yield srv
@@ -57,6 +59,7 @@ def wav_samples(data: bytes) -> np.ndarray:
 def test_models_are_tts_with_their_loader(families_server):
     models = {m["id"]: m for m in httpx.get(families_server.url + "/v1/models").json()["data"]}
     assert {models[n]["kind"] for n in ("chatterbox", "vibevoice", "voxcpm")} == {"tts"}
+    assert models["moonshine"]["kind"] == "stt"
     voices = httpx.get(families_server.url + "/v1/audio/voices", params={"model": "vibevoice"}).json()
     assert [v["id"] for v in voices["data"]] == ["default", "alice"]
 
@@ -126,3 +129,17 @@ def test_family_errors_are_400s(fc, families_server):
     r = httpx.post(families_server.url + "/v1/audio/voices", data={"model": "chatterbox", "name": "a b"},
                    files={"file": ("x.wav", clip_wav(), "audio/wav")})
     assert r.status_code == 400 and r.json()["error"]["param"] == "name"
+
+
+def test_moonshine_transcribes(fc, tmp_path):
+    from speech_factory import tone_wav
+
+    (tmp_path / "tone.wav").write_bytes(tone_wav(1.0))
+    with open(tmp_path / "tone.wav", "rb") as f:
+        out = fc.audio.transcriptions.create(model="moonshine", file=f, response_format="verbose_json")
+    assert isinstance(out.text, str) and out.duration == 1.0
+    with open(tmp_path / "tone.wav", "rb") as f:
+        text = fc.audio.transcriptions.create(model="moonshine", file=f, response_format="text")
+    assert text.strip() == out.text.strip()  # greedy: the same text either way
+    with open(tmp_path / "tone.wav", "rb") as f, pytest.raises(BadRequestError):
+        fc.audio.translations.create(model="moonshine", file=f)  # Moonshine has no translate task
