@@ -113,6 +113,7 @@ def test_family_errors_are_400s(fc, families_server):
         ({"model": "vibevoice", "voice": "alice", "extra_body": {"ref_audio": base64.b64encode(clip_wav()).decode()}},
          "cloning_unsupported"),
         ({"model": "voxcpm", "voice": "default", "speed": 2.0}, None),
+        ({"model": "voxcpm", "voice": "default", "extra_body": {"input_type": "phonemes"}}, None),
         ({"model": "chatterbox", "voice": "default", "extra_body": {"ref_audio": "%%%"}}, None),
         ({"model": "chatterbox", "voice": "default", "extra_body": {"ref_audio": base64.b64encode(b"no").decode()}},
          None),

@@ -105,6 +105,8 @@ async def generic_speech(request: Request, req: SpeechRequest, model) -> Respons
     """Any mlx-audio TTS model (``speech/mlx_audio_models.py``): options beyond OpenAI's
     fields pass to the model's ``generate``; a reference clip clones a voice."""
     runner = model.loaded.model
+    if req.input_type == "phonemes":
+        raise bad_request(f"input_type=phonemes is for Kokoro; {runner.family} reads text", param="input_type")
     raw = msgspec.json.decode(await request.body())
     options = {k: v for k, v in raw.items() if k not in SpeechRequest.__struct_fields__}
     ref_audio = await _ref_audio(req.ref_audio, runner.sample_rate) if req.ref_audio else None
@@ -123,7 +125,7 @@ async def generic_speech(request: Request, req: SpeechRequest, model) -> Respons
                       media_type=media_type, headers={"Cache-Control": "no-cache"})
     try:
         chunks = await unless_disconnected(request, model.runner.call(make))
-    except ValueError as exc:  # mlx-audio models raise ValueError for input they cannot take
+    except (ValueError, TypeError) as exc:  # what mlx-audio models raise for input or options they cannot take
         raise bad_request(f"{runner.family}: {exc}", param="input", code="model_rejected_input") from None
     samples = np.concatenate(chunks) if chunks else np.zeros(0, np.float32)
     data = await asyncio.to_thread(encode_audio, samples, runner.sample_rate, req.response_format)
