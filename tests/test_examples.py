@@ -95,8 +95,10 @@ def test_image(vision_server, tmp_path):
     make_image(tmp_path / "red.png")
     out = run_example("image.py", str(tmp_path / "red.png"), "What colour?", "--max-tokens", "8",
                       url=vision_server.url)
-    prompt_tokens = int(out.split("[")[-1].split()[0])
-    assert prompt_tokens > 20  # the image's tokens are in the prompt
+    with_image = int(out.split("[")[-1].split()[0])
+    out = run_example("chat.py", "What colour?", "--max-tokens", "8", url=vision_server.url)
+    text_only = int(out.split("[")[-1].split()[0])
+    assert with_image > text_only + 8  # the image's tokens are in the prompt
 
 
 def test_speech_to_text(multi_server, tmp_path):
