@@ -37,7 +37,8 @@ def base_response(gen: Generation, req: R.ResponsesRequest, status: str, created
         tools=list(req.tools or []), tool_choice=req.tool_choice if req.tool_choice is not None else "auto",
         parallel_tool_calls=req.parallel_tool_calls is not False, temperature=req.temperature, top_p=req.top_p,
         max_output_tokens=req.max_output_tokens, reasoning=req.reasoning,
-        text=req.text or R.TextConfig(format={"type": "text"}), store=req.store, metadata=dict(req.metadata or {}))
+        text=req.text or R.TextConfig(format={"type": "text"}), store=req.store, metadata=dict(req.metadata or {}),
+        max_tool_calls=req.max_tool_calls)
 
 
 def _usage(gen: Generation, reasoning: str) -> R.Usage:
