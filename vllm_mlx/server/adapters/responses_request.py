@@ -259,7 +259,8 @@ def to_chat_request(req: R.ResponsesRequest, items: list[dict[str, Any]]) -> Cha
     messages = to_messages(items, req.instructions)
     tools = _tools(req.tools)
     kwargs = {"enable_thinking": False} if req.reasoning and req.reasoning.effort == "none" else {}
-    sampling = SamplingFields(model=req.model, temperature=req.temperature, top_p=req.top_p, stream=req.stream)
+    sampling = SamplingFields(model=req.model, temperature=req.temperature, top_p=req.top_p, stream=req.stream,
+                              ignore_eos=req.ignore_eos)
     return ChatRequest(
         model=req.model, sampling=sampling, max_tokens=req.max_output_tokens, messages=messages, tools=tools,
         tool_choice=_tool_choice(req.tool_choice, tools), parallel_tool_calls=req.parallel_tool_calls,

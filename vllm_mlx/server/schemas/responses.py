@@ -45,6 +45,7 @@ class ResponsesRequest(msgspec.Struct, kw_only=True):
     background: bool | None = None
     user: str | None = None
     max_tool_calls: int | None = None  # MCP calls one response may run (tools of type "mcp")
+    ignore_eos: bool = False  # vLLM's extension (benchmarks: every reply makes exactly max_output_tokens tokens)
 
 
 # -- input items (also what the store keeps and input_items lists) ----------------------------
