@@ -191,6 +191,9 @@ def test_client_function_calls_come_back_to_the_client(client, stream):
     ([dict(READ, headers={"X": "y"})], {}, "applies to a server_url only", None),
     ([dict(READ, allowed_tools=["read_file", "rm_rf"])], {}, "no usable tool named 'rm_rf'", None),
     ([dict(READ, require_approval="sometimes")], {}, "require_approval", None),
+    ([dict(READ, require_approval={"always": {"tool_names": 5}})], {}, "require_approval", None),
+    ([dict(READ, allowed_tools={"tool_names": ["read_file"], "read_only": "yes"})], {}, "allowed_tools", None),
+    ([dict(READ, connector_id="connector_gmail")], {}, "connectors", None),
     ([READ, {"type": "function", "name": "files__read_file"}], {}, "has the name of an MCP tool", None),
     ([READ], {"tool_choice": "required"}, "tool_choice", None),
     ([READ], {"max_tool_calls": -1}, "max_tool_calls", None),
@@ -230,9 +233,12 @@ def test_a_server_url_on_an_allowed_host_is_connected(url_server, mcp_stack, str
     assert toolbox_url["transport"] == "http"
     c = openai.OpenAI(base_url=url_server.url + "/v1", api_key="x", max_retries=0, timeout=120)
     tools = [{"type": "mcp", "server_label": "web", "server_url": url, "allowed_tools": ["read_file"],
-              "require_approval": "never", "headers": {"X-Greeting": "hi"}}]
+              "require_approval": "never", "headers": {"X-Greeting": "hi"}, "authorization": "tok-secret"}]
     r = create(c, stream, input="What is in todo.txt?", tools=tools)
     assert (kinds(r), r.output_text) == (["mcp_list_tools", "mcp_call", "message"], "todo.txt says: Call Alice at noon.")
+    # the response echoes the tools without their secrets (and stores them so)
+    for echoed in (r.tools[0], c.responses.retrieve(r.id).tools[0]):
+        assert echoed.server_url == url and echoed.authorization is None and echoed.headers == {"X-Greeting": "<redacted>"}
     with pytest.raises(openai.BadRequestError) as err:  # another host (even one naming the same machine)
         c.responses.create(model="default", input="hi", tools=[dict(tools[0], server_url=url.replace(
             "127.0.0.1", "localhost"))])

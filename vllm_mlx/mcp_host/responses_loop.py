@@ -58,6 +58,15 @@ async def mcp_response(request: Request, state: Any, req: R.ResponsesRequest, pa
     return await unless_disconnected(request, run.complete())
 
 
+def _redacted(tool: Any) -> Any:
+    if not isinstance(tool, dict) or tool.get("type") != "mcp":
+        return tool
+    out = {k: v for k, v in tool.items() if k != "authorization"}
+    if isinstance(out.get("headers"), dict):
+        out["headers"] = {k: "<redacted>" for k in out["headers"]}
+    return out
+
+
 class McpResponse:
     def __init__(self, state: Any, req: R.ResponsesRequest, plan: ResponsesMcpPlan, past: list[dict],
                  items: list[dict], on_done):
@@ -70,6 +79,8 @@ class McpResponse:
         self.prompt_tokens = self.output_tokens = self.cached_tokens = 0
         self.calls_run = 0
         self.approvals = self._approvals()
+        # the request as the response echoes (and the store keeps) it: no secrets of MCP entries
+        self.echoed = msgspec.structs.replace(req, tools=[_redacted(t) for t in req.tools or []])
 
     # -- checks -----------------------------------------------------------------
 
@@ -250,7 +261,7 @@ class McpResponse:
         yield out.event(R.Incomplete(response=body) if status == "incomplete" else R.Completed(response=body))
 
     def _body(self, status: str) -> R.ResponseObject:
-        body = base_response(self, self.req, status, self.created_at, list(self.out.output))
+        body = base_response(self, self.echoed, status, self.created_at, list(self.out.output))
         if status != "in_progress":
             body.usage = self._usage()
         return body

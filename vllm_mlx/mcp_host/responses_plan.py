@@ -71,19 +71,27 @@ def needs_approval(policy: Any, tool: HostedTool, annotations: dict[str, Any]) -
     return not _filter_matches(policy.get("never"), tool, annotations)
 
 
+def _is_filter(flt: Any) -> bool:
+    """``{"tool_names": [str, ...], "read_only": bool}``, both optional."""
+    if not isinstance(flt, dict) or set(flt) - {"tool_names", "read_only"}:
+        return False
+    names, read_only = flt.get("tool_names"), flt.get("read_only")
+    return (names is None or isinstance(names, list) and all(isinstance(n, str) for n in names)) and \
+        (read_only is None or isinstance(read_only, bool))
+
+
 def _check_entry(entry: dict, where: str) -> None:
     approval = entry.get("require_approval")
     if approval is not None and approval not in ("always", "never") and not (
             isinstance(approval, dict) and set(approval) <= {"always", "never"}
-            and all(isinstance(v, dict) or v is None for v in approval.values())):
+            and all(v is None or _is_filter(v) for v in approval.values())):
         raise bad_request(f"{where}.require_approval must be 'always', 'never' or "
-                          "{'always': {'tool_names': [...]}, 'never': {...}}", param="tools")
+                          "{'always': {'tool_names': [...], 'read_only': bool}, 'never': {...}}", param="tools")
     allowed = entry.get("allowed_tools")
-    if isinstance(allowed, dict):
-        allowed = allowed.get("tool_names")
-    if allowed is not None and (not isinstance(allowed, list) or not all(isinstance(a, str) for a in allowed)):
-        raise bad_request(f"{where}.allowed_tools must be a list of tool names or {{'tool_names': [...]}}",
-                          param="tools")
+    if allowed is not None and not _is_filter(allowed) and not (
+            isinstance(allowed, list) and all(isinstance(a, str) for a in allowed)):
+        raise bad_request(f"{where}.allowed_tools must be a list of tool names or "
+                          "{'tool_names': [...], 'read_only': bool}", param="tools")
 
 
 async def _host_for(state: Any, entry: dict, where: str, owned: list[McpHost]) -> McpHost:
