@@ -134,6 +134,17 @@ def test_approval_requests_end_the_response_and_an_approval_continues_it(client,
     assert [i.type for i in items.data] == ["mcp_approval_response"]
 
 
+def test_an_approved_call_still_counts_against_max_tool_calls(client):
+    tools = [{"type": "mcp", "server_label": "files", "allowed_tools": ["read_file"], "require_approval": "always"}]
+    first = create(client, False, input="What is in notes.txt?", tools=tools)
+    second = create(client, True, previous_response_id=first.id, tools=tools, max_tool_calls=0, input=[
+        {"type": "mcp_approval_response", "approval_request_id": first.output[1].id, "approve": True}])
+    assert (second.status, second.incomplete_details.reason, kinds(second)) == ("incomplete", "max_tool_calls",
+                                                                                 ["mcp_call"])
+    assert second.output[0].approval_request_id == first.output[1].id and second.output[0].status == "failed"
+    assert second.usage.output_tokens == 0  # no model turn
+
+
 def test_a_declined_call_is_not_run(client):
     tools = [{"type": "mcp", "server_label": "files", "allowed_tools": ["read_file"], "require_approval": "always"}]
     first = create(client, False, input="What is in notes.txt?", tools=tools)

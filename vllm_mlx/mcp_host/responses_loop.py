@@ -58,6 +58,11 @@ async def mcp_response(request: Request, state: Any, req: R.ResponsesRequest, pa
     return await unless_disconnected(request, run.complete())
 
 
+def _not_run(limit: str) -> dict:
+    return {"type": "mcp_protocol_error", "code": -32603, "message": f"not run: this response reached its {limit} "
+                                                                     "limit"}
+
+
 def _redacted(tool: Any) -> Any:
     if not isinstance(tool, dict) or tool.get("type") != "mcp":
         return tool
@@ -180,13 +185,18 @@ class McpResponse:
         chunk = self._list_tools()
         if chunk:
             yield b"".join(chunk)
+        status, reason = "completed", None
         for asked, fn in self.approvals:
             yield b"".join(self._call_started(asked["server_label"], asked["name"], asked["arguments"],
                                               approval=asked["id"]))
+            if plan.max_calls is not None and self.calls_run >= plan.max_calls:
+                status, reason = "incomplete", "max_tool_calls"
+                yield b"".join(self._call_ended(None, _not_run("max_tool_calls")))
+                continue
             yield b"".join(self._call_ended(*await self._run_call(fn, asked["arguments"])))
-        status, reason = "completed", None
         budget = self.req.max_output_tokens
-        for turn in range(plan.iterations + 1):
+        turns = plan.iterations + 1 if reason is None else 0  # an approved call over the limit: no model turn
+        for turn in range(turns):
             if turn and time.monotonic() >= plan.deadline:
                 status, reason = "incomplete", "mcp_total_timeout"
                 break
@@ -244,9 +254,7 @@ class McpResponse:
                 yield b"".join(self._call_started(tool.server, tool.tool, arguments))
                 if limit is not None:
                     status, reason, stop = "incomplete", limit, True
-                    yield b"".join(self._call_ended(None, {"type": "mcp_protocol_error", "code": -32603,
-                                                           "message": f"not run: this response reached its "
-                                                                      f"{limit} limit"}))
+                    yield b"".join(self._call_ended(None, _not_run(limit)))
                     continue
                 yield b"".join(self._call_ended(*await self._run_call(fn, arguments)))
             if stop or (budget is not None and budget < 1):
