@@ -110,7 +110,9 @@ def qwen3_server(qwen3_vl_dir, media_dir, tmp_path_factory):
     log = tmp_path_factory.mktemp("logs") / "qwen3-vl.log"
     srv = ServerProcess([str(qwen3_vl_dir), "--served-model-name", "gemma3-vision", "--max-model-len", "512",
                          "--max-num-seqs", "16", "--allowed-local-media-path", str(media_dir), "--block-size", "8",
-                         "--limit-mm-per-prompt", "image=2,video=1"], log_path=log).wait_ready()
+                         "--limit-mm-per-prompt", "image=2,video=2", "--allowed-media-domains", "127.0.0.1",
+                         "--media-fetch-timeout", "1", "--media-max-bytes", str(MAX_BYTES)],
+                        log_path=log).wait_ready()
     yield srv
     srv.stop()
 
