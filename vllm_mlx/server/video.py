@@ -14,7 +14,7 @@ import io
 import math
 from dataclasses import dataclass, field
 
-from .errors import bad_request
+from .errors import APIError, bad_request
 from .media import MAX_PIXELS
 
 DEFAULT_FPS = 2.0
@@ -68,8 +68,13 @@ def _targets(duration: float, fps: float, max_frames: int) -> list[float]:
 
 def decode_video(data: bytes, where: str, fps: float = DEFAULT_FPS, max_frames: int = DEFAULT_MAX_FRAMES) -> Clip:
     """Sampled RGB frames of a clip (in a worker thread: decoding is CPU work)."""
-    import av
     import numpy as np
+
+    try:
+        import av
+    except ImportError:
+        raise APIError(501, f"{where}: this server cannot decode video: PyAV is not installed "
+                            "(pip install 'vllm-mlx[vision]')", param="messages") from None
 
     try:
         with av.open(io.BytesIO(data), mode="r") as container:
@@ -87,26 +92,29 @@ def decode_video(data: bytes, where: str, fps: float = DEFAULT_FPS, max_frames: 
                 duration = container.duration / av.time_base
             if stream.frames and rate:  # the frame count is exact where the container knows it
                 duration = stream.frames / rate
+            if rate:
+                fps = min(fps, rate)  # no more frames than the clip has: never the same frame twice
             targets = _targets(duration, fps, max_frames) if duration else None
+            target = 0  # the next target time's index
             picked: list = []  # (source frame number, frame)
             first_t, next_t = None, 0.0
             for index, frame in enumerate(container.decode(stream)):
                 if index >= MAX_DECODED_FRAMES:
                     raise bad_request(f"{where}: the video has more than {MAX_DECODED_FRAMES} frames",
                                       param="messages")
+                if frame.width * frame.height > MAX_PIXELS:
+                    raise bad_request(f"{where}: video frames of {frame.width}x{frame.height} pixels are too large",
+                                      param="messages")
                 t = frame.time if frame.time is not None else (index / rate if rate else float(index))
                 first_t = t if first_t is None else first_t
                 t -= first_t  # times from the first frame (a stream may start later than 0)
                 if targets is not None:
-                    # take the first frame at or after each target time
-                    taken = False
-                    while len(picked) < len(targets) and t + 1e-6 >= targets[len(picked)]:
-                        if not taken:
-                            picked.append((index, frame.to_ndarray(format="rgb24")))
-                            taken = True
-                        else:  # two targets fell on one frame (a clip of few frames): repeat it
-                            picked.append(picked[-1])
-                    if len(picked) == len(targets):
+                    # the first frame at or after each target time (once, if several targets fall on it)
+                    if t + 1e-6 >= targets[target]:
+                        picked.append((index, frame.to_ndarray(format="rgb24")))
+                        while target < len(targets) and t + 1e-6 >= targets[target]:
+                            target += 1
+                    if target == len(targets):
                         break
                 elif t + 1e-6 >= next_t:  # no known duration: sample as frames come, thin out below
                     picked.append((index, frame.to_ndarray(format="rgb24")))

@@ -58,6 +58,12 @@ async def load_media_items(media: list[tuple[str, dict]], settings: MediaSetting
     return pictures, clips
 
 
+async def load_pictures(media: list[tuple[str, dict]], settings: MediaSettings) -> list[Any]:
+    """The pictures of image-only media (``load_media_items`` for images and video)."""
+    pictures, _ = await load_media_items(media, settings, {})
+    return pictures
+
+
 def _declares(fn: Any, name: str) -> bool:
     try:
         return name in inspect.signature(fn).parameters
