@@ -150,3 +150,48 @@ def test_limit_flag_forms():
     for bad in ("image", "image=x", "[1]", "{bad json"):
         with pytest.raises(ValueError, match="--limit-mm-per-prompt"):
             parse_limits(bad)
+
+
+def test_chunked_prefill_feeds_deepstack_to_each_chunk(qwen3_vl_dir, media_dir):
+    """A Qwen3-VL prompt with an image and a video prefilled in chunks of 7 tokens (visual
+    tokens split across chunks, deepstack features sliced to each) leaves the same caches
+    and next-token logits as one chunk; a prefix already in the caches (the prefix cache's
+    case) too."""
+    import json
+
+    import mlx.core as mx
+    from PIL import Image
+
+    from vllm_mlx.core.mrope import MRopeKVCache
+    from vllm_mlx.core.vision import VisionPrefill
+    from vllm_mlx.plugins.builtin.qwen_vl import QwenVLLoader
+    from vllm_mlx.server.media import Picture
+    from vllm_mlx.server.video import decode_video
+    from vllm_mlx.server.vision_prompt import run_processor
+
+    loaded = QwenVLLoader().load(qwen3_vl_dir, json.loads((qwen3_vl_dir / "config.json").read_text()))
+    text = loaded.tokenizer.apply_chat_template(
+        [{"role": "user", "content": [{"type": "text", "text": "Is the picture in the clip?"}, {"type": "image"},
+                                      {"type": "video"}]}], tokenize=False, add_generation_prompt=True)
+    picture = Picture(Image.open(media_dir / "red.png").convert("RGB"), b"red")
+    clip = decode_video((media_dir / "clip.mp4").read_bytes(), "test")
+    tokens, mm = run_processor(loaded.processor, text, [picture], {}, [clip])
+    assert len(tokens) > 40
+
+    def run(step: int, start: int = 0):
+        caches = [MRopeKVCache() for _ in loaded.model.layers]
+        prefill = VisionPrefill(loaded.model, step_size=step)
+        if start:  # the caches already hold ``start`` tokens (as from the prefix cache)
+            VisionPrefill(loaded.model, step_size=1000).prefill(tokens, mm, caches, 0)
+            for c in caches:
+                c.trim(c.offset - start)
+        assert prefill.prefill(tokens, mm, caches, start) == len(tokens) - 1
+        logits = loaded.model(mx.array(tokens[-1:])[None], cache=caches)
+        return logits[0, -1], caches[0].keys[..., :len(tokens) - 1, :]
+
+    whole_logits, whole_keys = run(1000)
+    inside_video = tokens.index(loaded.model.vlm.config.video_token_id) + 2
+    for step, start in ((7, 0), (5, inside_video)):
+        logits, keys = run(step, start)
+        assert mx.allclose(logits, whole_logits, atol=1e-4).item(), (step, start)
+        assert mx.allclose(keys, whole_keys, atol=1e-4).item(), (step, start)
