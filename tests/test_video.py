@@ -12,6 +12,7 @@ import httpx
 import pytest
 
 from test_vision import ask, assert_400, clip_data_url, data_url, video_part
+from vision_models import make_video
 from vllm_mlx.server.media import parse_limits
 
 
@@ -41,8 +42,9 @@ def test_same_video_reuses_kv_and_other_video_never_does(qclient, qwen3_server, 
     for a, b in zip(again.choices[0].logprobs.content, first.choices[0].logprobs.content):
         assert abs(a.logprob - b.logprob) < 2e-3
     assert _vision(qwen3_server)["encoder_cache_misses"] == before["encoder_cache_misses"]
-    # the same text and length with another clip: not one block of the first may serve it
-    other = ask(qclient, video_message(question, clip_data_url(media_dir / "clip2.mp4")))
+    # the same text and length with a clip not sent before: not one block of the first may serve it
+    make_video(media_dir / "clip-purple.mp4", colors=((120, 20, 160), (20, 180, 60)))
+    other = ask(qclient, video_message(question, clip_data_url(media_dir / "clip-purple.mp4")))
     assert other.usage.prompt_tokens == first.usage.prompt_tokens
     assert other.usage.prompt_tokens_details.cached_tokens == 0
     # other frames of the same clip (another sampling rate) are another video too
