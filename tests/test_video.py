@@ -197,3 +197,13 @@ def test_chunked_prefill_feeds_deepstack_to_each_chunk(qwen3_vl_dir, media_dir):
         logits, keys = run(step, start)
         assert mx.allclose(logits, whole_logits, atol=1e-4).item(), (step, start)
         assert mx.allclose(keys, whole_keys, atol=1e-4).item(), (step, start)
+
+
+def test_video_url_shorthand(qclient, media_dir):
+    """vLLM's bare-string form of a video part gives what the object form gives."""
+    url = f"file://{media_dir / 'clip2.mp4'}"
+    full = ask(qclient, video_message("Shorthand?", url))
+    bare = ask(qclient, [{"role": "user", "content": [{"type": "text", "text": "Shorthand?"},
+                                                      {"type": "video_url", "video_url": url}]}])
+    assert bare.choices[0].message.content == full.choices[0].message.content
+    assert bare.usage.prompt_tokens == full.usage.prompt_tokens

@@ -322,10 +322,14 @@ def test_image_url_forms(vclient, vision_alone, media_dir, media_url):
     convo = image_message(text, data_url(media_dir / "blue.png")) + [
         {"role": "assistant", "content": "Something blue."}, {"role": "user", "content": "And the shape?"}]
     assert ask(vclient, convo).usage.prompt_tokens > 0
-    # Gemma 3's pan-and-scan, per request
+    # Gemma 3's pan-and-scan, per request: a wide picture is also sent as crops (more image tokens)
     r = ask(vclient, image_message(text, data_url(media_dir / "red.png")),
             extra_body={"mm_processor_kwargs": {"do_pan_and_scan": False}})
     assert r.choices[0].finish_reason in ("stop", "length")
+    wide = "data:image/png;base64," + base64.b64encode(make_image(size=(240, 48))).decode()
+    plain = ask(vclient, image_message(text, wide))
+    panned = ask(vclient, image_message(text, wide), extra_body={"mm_processor_kwargs": {"do_pan_and_scan": True}})
+    assert panned.usage.prompt_tokens > plain.usage.prompt_tokens + 4 * 4  # 4 image tokens per crop
 
 
 @pytest.mark.parametrize("case", [
