@@ -1,5 +1,5 @@
 """Session fixtures of the vision tests (registered in conftest.py, shared by
-test_vision.py and test_video.py): tiny Gemma 3, Qwen2.5-VL and Qwen3-VL servers, a
+test_vision.py and test_video.py): tiny Gemma 3, Qwen2.5-VL, Qwen3-VL and Qwen3-VL MoE servers, a
 media folder with pictures and short mp4 clips, and a loopback HTTP server for it."""
 
 from __future__ import annotations
@@ -121,8 +121,23 @@ def qwen3_server(qwen3_vl_dir, media_dir, tmp_path_factory):
     srv.stop()
 
 
+@pytest.fixture(scope="session")
+def qwen3_moe_dir(tmp_path_factory) -> Path:
+    return build_qwen3_vl(tmp_path_factory.mktemp("models") / "qwen3-vl-moe", moe=True)
+
+
+@pytest.fixture(scope="session")
+def qwen3_moe_server(qwen3_moe_dir, media_dir, tmp_path_factory):
+    log = tmp_path_factory.mktemp("logs") / "qwen3-vl-moe.log"
+    srv = ServerProcess([str(qwen3_moe_dir), "--served-model-name", "gemma3-vision", "--max-model-len", "512",
+                         "--max-num-seqs", "16", "--allowed-local-media-path", str(media_dir)],
+                        log_path=log).wait_ready()
+    yield srv
+    srv.stop()
+
+
 FAMILIES = {"gemma3": ("vision_server", "gemma3_vision_dir"), "qwen2_5_vl": ("qwen_server", "qwen_vl_dir"),
-            "qwen3_vl": ("qwen3_server", "qwen3_vl_dir")}
+            "qwen3_vl": ("qwen3_server", "qwen3_vl_dir"), "qwen3_vl_moe": ("qwen3_moe_server", "qwen3_moe_dir")}
 
 
 @pytest.fixture(scope="session", params=list(FAMILIES))

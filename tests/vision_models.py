@@ -204,12 +204,18 @@ def _video_config(out: Path, patch: int, pixels: int) -> None:
         "max_frames": 64, "rescale_factor": 1 / 255}))
 
 
-def build_qwen3_vl(out: Path, *, seed: int = 0, pixels: int = 64 * 64, video_pixels: int = 64 * 64) -> Path:
+def build_qwen3_vl(out: Path, *, seed: int = 0, pixels: int = 64 * 64, video_pixels: int = 64 * 64,
+                   moe: bool = False) -> Path:
     """A tiny Qwen3-VL with deepstack (features of vision layers 0 and 1 added after the
     first two decoder layers): pictures and video frames resized to 64x64 pixels, 4 tokens
-    per image and per pair of frames (each pair under its own ``<t seconds>`` marker)."""
+    per image and per pair of frames (each pair under its own ``<t seconds>`` marker).
+    ``moe``: Qwen3-VL MoE (4 experts, 2 per token, in every decoder layer)."""
+    import importlib
+
     import mlx.core as mx
-    from mlx_vlm.models import qwen3_vl
+
+    family = "qwen3_vl_moe" if moe else "qwen3_vl"
+    module = importlib.import_module(f"mlx_vlm.models.{family}")
 
     out.mkdir(parents=True, exist_ok=True)
     ids = _tokenizer(out, QWEN_SPECIAL, 600)
@@ -228,22 +234,25 @@ def build_qwen3_vl(out: Path, *, seed: int = 0, pixels: int = 64 * 64, video_pix
         "temporal_patch_size": 2, "resample": 3, "rescale_factor": 1 / 255}))
     _video_config(out, 16, video_pixels)
     (out / "generation_config.json").write_text(json.dumps({"eos_token_id": [ids["<|im_end|>"]]}))
-    text = {"model_type": "qwen3_vl_text", "hidden_size": 64, "num_hidden_layers": 3, "intermediate_size": 128,
+    text = {"model_type": f"{family}_text", "hidden_size": 64, "num_hidden_layers": 3, "intermediate_size": 128,
             "num_attention_heads": 4, "num_key_value_heads": 2, "head_dim": 16, "rms_norm_eps": 1e-6,
             "vocab_size": vocab, "rope_theta": 10000.0, "max_position_embeddings": 4096,
             "rope_scaling": {"rope_type": "default", "mrope_section": [4, 2, 2], "mrope_interleaved": True},
             "tie_word_embeddings": False, "attention_bias": False, "eos_token_id": ids["<|im_end|>"]}
-    vision = {"model_type": "qwen3_vl", "depth": 3, "hidden_size": 32, "intermediate_size": 64, "num_heads": 2,
+    if moe:
+        text |= {"num_experts": 4, "num_experts_per_tok": 2, "decoder_sparse_step": 1, "mlp_only_layers": [],
+                 "moe_intermediate_size": 32, "norm_topk_prob": True}
+    vision = {"model_type": family, "depth": 3, "hidden_size": 32, "intermediate_size": 64, "num_heads": 2,
               "out_hidden_size": 64, "patch_size": 16, "spatial_merge_size": 2, "temporal_patch_size": 2,
               "num_position_embeddings": 64, "deepstack_visual_indexes": [0, 1], "in_channels": 3}
-    config = {"model_type": "qwen3_vl", "architectures": ["Qwen3VLForConditionalGeneration"],
+    config = {"model_type": family,
+              "architectures": ["Qwen3VLMoeForConditionalGeneration" if moe else "Qwen3VLForConditionalGeneration"],
               "text_config": text, "vision_config": vision, "tie_word_embeddings": False,
               "image_token_id": ids["<|image_pad|>"], "video_token_id": ids["<|video_pad|>"],
               "vision_start_token_id": ids["<|vision_start|>"], "vision_end_token_id": ids["<|vision_end|>"],
               "eos_token_id": ids["<|im_end|>"], "torch_dtype": "float32"}
     mx.random.seed(seed)
-    model_config = qwen3_vl.ModelConfig.from_dict(dict(config))
-    model = qwen3_vl.Model(model_config)
+    model = module.Model(module.ModelConfig.from_dict(dict(config)))
     _save(model, out, config, "language_model.lm_head.weight")
     return out
 

@@ -1,4 +1,4 @@
-"""Qwen-VL family (Qwen2-VL, Qwen2.5-VL, Qwen3-VL): vision-language checkpoints through
+"""Qwen-VL family (Qwen2-VL, Qwen2.5-VL, Qwen3-VL, Qwen3-VL MoE): vision-language checkpoints through
 mlx-vlm, kind ``mllm``, images and video, with Hermes tool calls like the text Qwen models.
 
 Their multimodal rotary positions need a per-sequence offset in the shared batch:
@@ -8,8 +8,8 @@ the ``qwen_vl`` cache policy gives every layer an ``MRopeKVCache`` that carries 
 
 The prompt embeddings are assembled here (``embed_qwen_vl``) rather than by mlx-vlm's
 ``get_input_embeddings``, because in mlx-vlm 0.7.10 that function (a) for Qwen2/2.5-VL
-places the features of only one kind when a prompt has both images and a video, and
-(b) for Qwen3-VL drops the deepstack features when given cached encoder outputs.
+and Qwen3-VL MoE encodes only one kind when a prompt has both images and a video, and
+(b) for Qwen3-VL (MoE too) drops the deepstack features when given cached encoder outputs.
 Ours encodes images and videos separately (each through the encoder cache), scatters
 each at its own placeholder tokens, and for Qwen3-VL lines the deepstack features up
 with the visual tokens in prompt order; ``core.vision.VisionPrefill`` then feeds them
@@ -29,8 +29,8 @@ from ..hookspecs import hookimpl
 from ..interfaces import CacheOptions, CachePolicy, LoadedModel, ModelLoader
 from .mlx_vlm_loader import has_vision_tower, load_with_mlx_vlm
 
-QWEN_VL_TYPES = {"qwen2_vl", "qwen2_5_vl", "qwen3_vl"}
-DEEPSTACK_TYPES = {"qwen3_vl"}
+QWEN_VL_TYPES = {"qwen2_vl", "qwen2_5_vl", "qwen3_vl", "qwen3_vl_moe"}
+DEEPSTACK_TYPES = {"qwen3_vl", "qwen3_vl_moe"}
 
 
 class QwenVLLoader(ModelLoader):
