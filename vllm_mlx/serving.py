@@ -33,7 +33,7 @@ class ServeOptions:
     max_model_len: int | None = None
     prefill_step_size: int = 512
     prefill_batch_size: int | None = None  # prompts prefilled together in one step; None: by device
-    engine_process: bool = False  # run a text model's engine in a child process (core/engine_process.py)
+    engine_process: bool | None = None  # a text model's engine in a child process; None: on a GPU (core/engine_process.py)
     plugins: list[str] = field(default_factory=list)
     reasoning_parser: str | None = None
     tool_call_parser: str | None = None
@@ -81,7 +81,8 @@ def build_state(opts: ServeOptions, plugins: PluginManager | None = None) -> Ser
     served: list[ServedModel] = []
     try:
         for i, spec in enumerate(specs):
-            loaded = load_model(spec, plugins, kinds=SERVED_KINDS, runner=opts.runner)
+            loaded = load_model(spec, plugins, kinds=SERVED_KINDS, runner=opts.runner,
+                                lazy_kinds=("llm",) if use_engine_process(opts) else ())
             name = names[i] if i < len(names) else None
             if loaded.kind in PRIMARY_KINDS:
                 if llm_state is not None:
@@ -172,7 +173,7 @@ def _build_primary(opts: ServeOptions, plugins: PluginManager, loaded, spec: str
         request_timeout=opts.request_timeout or None,
         cache_fingerprint=_fingerprint(loaded, policy.name, cache_options),
     )
-    if opts.engine_process:
+    if use_engine_process(opts) and (loaded.kind == "llm" or opts.engine_process):
         engine = _engine_process(opts, loaded, policy.name, cache_options, engine_settings)
     else:
         engine = Engine(loaded.model, loaded.tokenizer, vision=vision, config=EngineConfig(
@@ -215,9 +216,19 @@ def _build_primary(opts: ServeOptions, plugins: PluginManager, loaded, spec: str
                        reasoning_parser_cls=reasoning_cls, tool_parser_cls=tool_cls, mcp=mcp)
 
 
+def use_engine_process(opts: ServeOptions) -> bool:
+    """``--engine-process`` as given, else on when MLX computes on a GPU (Apple silicon, CUDA), where the
+    engine is host-bound and sharing one interpreter with the HTTP server costs throughput."""
+    if opts.engine_process is not None:
+        return opts.engine_process
+    import mlx.core as mx
+
+    return mx.default_device().type == mx.DeviceType.gpu
+
+
 def _engine_process(opts: ServeOptions, loaded, policy_name: str, cache_options, settings: dict):
     """``--engine-process``: the engine runs in a child process that loads the model itself; this
-    process keeps the tokenizer and drops its copy of the weights."""
+    process keeps the tokenizer; its model was loaded lazily (weights never read) or is dropped here."""
     import functools
     import gc
 

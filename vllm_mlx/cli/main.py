@@ -66,9 +66,10 @@ def _limits(ctx, param, value):
 @click.option("--prefill-batch-size", default=None, type=click.IntRange(1),
               help="Most new prompts prefilled together in one step (default: 32 on a GPU, 8 on the CPU). "
                    "Bigger means fewer, larger prefills: more throughput under bursts, longer decode pauses.")
-@click.option("--engine-process", is_flag=True,
-              help="Run the engine in a process of its own, apart from the HTTP server, so streaming many "
-                   "responses never takes the interpreter from the engine (helps most on a GPU). Text models.")
+@click.option("--engine-process/--no-engine-process", default=None,
+              help="Run a text model's engine in a process of its own, apart from the HTTP server, so streaming "
+                   "many responses never takes the interpreter from the engine. Default: on when MLX runs on a "
+                   "GPU (Apple silicon, CUDA), off on the CPU.")
 @click.option("--plugin", "plugins", multiple=True, metavar="MODULE_OR_FILE",
               help="Load a plugin from a dotted module or a .py file (repeatable).")
 @click.option("--reasoning-parser", default=None,
