@@ -35,6 +35,15 @@ def _json_object(ctx, param, value):
     return obj
 
 
+def _limits(ctx, param, value):
+    from ..server.media import parse_limits
+
+    try:
+        return parse_limits(value)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
+
+
 @cli.command()
 @click.argument("models", nargs=-1, metavar="[MODEL]...")
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
@@ -117,8 +126,9 @@ def _json_object(ctx, param, value):
 @click.option("--model", "model_option", default=None, metavar="MODEL",
               help="The MODEL argument, spelled as an option (the older vllm-mlx's `--model`).")
 @click.option("--mllm", is_flag=True, help="Accepted for older command lines: vision models are detected.")
-@click.option("--limit-mm-per-prompt", default=None, callback=_json_object, metavar="JSON",
-              help='Vision models: most media per request, e.g. \'{"image": 4}\' (default: 8 images).')
+@click.option("--limit-mm-per-prompt", default=None, callback=_limits, metavar="LIMITS",
+              help='Vision models: most media per request, as JSON (\'{"image": 4, "video": 1}\') or '
+                   "image=4,video=1 (default: 8 images, 1 video).")
 @click.option("--allowed-media-domains", multiple=True, metavar="HOST",
               help="Vision models: fetch image URLs only from this host (repeatable; default: any host).")
 @click.option("--allowed-local-media-path", default=None, type=click.Path(file_okay=False, exists=True),
