@@ -67,6 +67,9 @@ class ServeOptions:
     tensor_parallel_size: int = 1  # >1: shard the model across that many ranks (vllm-mlx launch / mlx.launch)
     pipeline_parallel_size: int = 1
     distributed_timeout: float = 60.0  # seconds a lockstep step may make no progress before the group gives up
+    responses_store_dir: str | None = None  # keep stored Responses here across restarts; None: memory only
+    responses_store_max: int = 1000  # the most stored Responses (least recently used are dropped)
+    responses_store_ttl: float = 0.0  # seconds a stored Response is kept; 0: until evicted
 
 
 SERVED_KINDS = ("llm", "mllm", "embedding", "stt", "tts")
@@ -120,6 +123,7 @@ def build_state(opts: ServeOptions, plugins: PluginManager | None = None) -> Ser
         llm_state = ServerState(engine=None, loaded=None, settings=settings)
     llm_state.models = served
     llm_state.settings.max_audio_bytes = opts.max_audio_bytes
+    llm_state.responses = _responses_store(opts)
     return llm_state
 
 
@@ -255,6 +259,16 @@ def _build_primary(opts: ServeOptions, plugins: PluginManager, loaded, spec: str
                        reasoning_parser_cls=reasoning_cls, tool_parser_cls=tool_cls, mcp=mcp)
 
 
+def _responses_store(opts: ServeOptions):
+    from .server.responses_store import ResponsesStore
+
+    try:
+        return ResponsesStore(max_entries=opts.responses_store_max, ttl=opts.responses_store_ttl,
+                              directory=opts.responses_store_dir)
+    except OSError as exc:
+        raise PluginError(f"--responses-store-dir {opts.responses_store_dir}: {exc.strerror or exc}") from None
+
+
 def use_engine_process(opts: ServeOptions) -> bool:
     """``--engine-process`` as given, else on when MLX computes on a GPU (Apple silicon, CUDA), where the
     engine is host-bound and sharing one interpreter with the HTTP server costs throughput."""
@@ -300,11 +314,16 @@ def _engine_in_child(path: str, plugin_specs: list[str], runner: str, policy_nam
 
 def _mcp_host(opts: ServeOptions):
     """The MCP host for --mcp-config (not connected yet: the app starts it); raises McpConfigError."""
-    if not opts.mcp_config:
-        return None
-    from .mcp_host import HostOptions, McpHost, load_config
+    from .mcp_host import HostOptions, McpConfig, McpHost, load_config
     from .mcp_host.audit import open_audit_file
 
+    if not opts.mcp_config:
+        if opts.mcp_options is None or not opts.mcp_options.allowed_urls:
+            return None
+        # --mcp-allowed-urls alone: no configured servers, only those Responses requests name
+        if opts.mcp_audit_log:
+            open_audit_file(opts.mcp_audit_log)
+        return McpHost(McpConfig(servers={}), opts.mcp_options)
     config = load_config(opts.mcp_config)
     if opts.mcp_audit_log:
         open_audit_file(opts.mcp_audit_log)

@@ -9,7 +9,7 @@ import click
 
 
 @click.command(context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False})
-@click.option("--hostfile", default=None, type=click.Path(exists=True, dir_okay=False),
+@click.option("--hostfile", default=None, type=click.Path(dir_okay=False),
               help="mlx's JSON hostfile: hosts (ssh name, ips, rdma), optional backend and envs.")
 @click.option("--hosts", default="127.0.0.1", show_default=True,
               help="Comma-separated hosts when there is no hostfile (only the literal 127.0.0.1 runs locally).")
