@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .core import AsyncEngine, Engine, EngineConfig
+from .core.device_turns import DeviceTurns
 from .core.kv_budget import parse_memory
 from .core.vision import VisionPrefill
 from .plugins.interfaces import CacheOptions
@@ -64,34 +65,43 @@ class ServeOptions:
 
 
 SERVED_KINDS = ("llm", "mllm", "embedding", "stt", "tts")
-PRIMARY_KINDS = ("llm", "mllm", "embedding")  # served through ``ServerState.engine`` (one per server for now)
+PRIMARY_KINDS = ("llm", "mllm", "embedding")  # each served through its own ServerState (engine, settings, parsers)
 
 
 def build_state(opts: ServeOptions, plugins: PluginManager | None = None) -> ServerState:
-    """Load plugins and every model, start their engines; returns what ``create_app`` needs."""
+    """Load plugins and every model, start their engines; returns what ``create_app`` needs.
+
+    Every model has its own engine thread. With several models the engines share the device
+    through one ``DeviceTurns``: each engine step (a Whisper encoder block or decoder token)
+    is a turn, handed round robin, so no model starves the others."""
     mcp = _mcp_host(opts)  # a bad config fails before the model loads
     plugins = plugins or PluginManager(extra=opts.plugins)
     specs = list(opts.models) or [opts.model]
     names = list(opts.served_model_names) or ([opts.served_model_name] if opts.served_model_name else [])
     if len(names) > len(specs):
         raise PluginError(f"{len(names)} --served-model-name for {len(specs)} models: give at most one per model")
-    llm_state: ServerState | None = None
+    aliases = _parse_aliases(opts.model_aliases)
+    device = DeviceTurns() if len(specs) > 1 else None
+    states: list[ServerState] = []  # one per LLM / embedding model, in CLI order
     served: list[ServedModel] = []
     try:
         for i, spec in enumerate(specs):
             loaded = load_model(spec, plugins, kinds=SERVED_KINDS, runner=opts.runner)
             name = names[i] if i < len(names) else None
             if loaded.kind in PRIMARY_KINDS:
-                if llm_state is not None:
-                    raise PluginError("one server serves one LLM or embedding model for now (with any speech "
-                                      "models); serve the others separately")
-                llm_state = _build_primary(opts, plugins, loaded, spec, name, mcp)
-                served.append(llm_state.models[0])
+                state = _build_primary(opts, plugins, loaded, spec, name, aliases, first=not served,
+                                       device=device, mcp=mcp if loaded.kind != "embedding" else None)
+                states.append(state)
+                served.append(state.models[0])
             else:
-                served.append(_build_speech(loaded, spec, name))
+                served.append(_build_speech(loaded, spec, name, device))
             if [m.name for m in served].count(served[-1].name) > 1:
                 raise PluginError(f"two models are served as {served[-1].name!r}: name them with "
                                   "--served-model-name")
+        _check_aliases(aliases, served)
+        if mcp is not None and not any(st.loaded.kind != "embedding" for st in states):
+            what = f"{states[0].settings.served_model_name} is an embedding model" if states else "none is served"
+            raise PluginError(f"--mcp-config needs a generative model (the model calls the tools); {what}")
     except BaseException:
         for m in served:  # stop the engines already started
             if m.kind in PRIMARY_KINDS:
@@ -99,41 +109,49 @@ def build_state(opts: ServeOptions, plugins: PluginManager | None = None) -> Ser
             else:
                 m.runner.shutdown()
         raise
-    if llm_state is None:
-        if mcp is not None:
-            raise PluginError("--mcp-config needs a generative model (the model calls the tools); none is served")
+    if states:
+        top = states[0]
+    else:
         settings = ServerSettings(served_model_name=served[0].name, api_key=opts.api_key,
                                   allowed_origins=tuple(opts.allowed_origins))
-        llm_state = ServerState(engine=None, loaded=None, settings=settings)
-    llm_state.models = served
-    llm_state.settings.max_audio_bytes = opts.max_audio_bytes
-    return llm_state
+        top = ServerState(engine=None, loaded=None, settings=settings)
+    top.mcp = mcp
+    for state in [top, *states]:
+        state.models = served  # every model's state finds every model (routing, errors naming them)
+        state.responses = top.responses  # one store: a Responses chain may switch models
+        state.settings.max_audio_bytes = opts.max_audio_bytes
+    top.device = device
+    return top
 
 
-def _build_speech(loaded, spec: str | None, name: str | None) -> ServedModel:
+def _build_speech(loaded, spec: str | None, name: str | None, device: DeviceTurns | None) -> ServedModel:
     from .speech.engine import SpeechEngine
 
     name = name or spec or str(loaded.path)
     log.info("model %s (%s loader, %s)", name, loaded.loader, loaded.kind)
     aliases = tuple(a for a in {spec, str(loaded.path)} if a and a != name)
-    return ServedModel(name=name, kind=loaded.kind, loaded=loaded, runner=SpeechEngine(name).start(),
-                       aliases=aliases)
+    units = 0
+    if device is not None and loaded.turn_units:
+        from .speech.turns import take_turns
+
+        units = take_turns(loaded.model, loaded.turn_units, device, name)
+    engine = SpeechEngine(name, device, steps_take_turns=not units).start()
+    return ServedModel(name=name, kind=loaded.kind, loaded=loaded, runner=engine, aliases=aliases)
 
 
 def _build_primary(opts: ServeOptions, plugins: PluginManager, loaded, spec: str | None,
-                   served_name: str | None, mcp: Any = None) -> ServerState:
+                   served_name: str | None, alias_specs: list[tuple[str, str]], *, first: bool = True,
+                   device: DeviceTurns | None = None, mcp: Any = None) -> ServerState:
     name = served_name or ("vllm-mlx-demo" if loaded.is_demo and spec is None else (spec or str(loaded.path)))
     aliases = tuple(a for a in {spec, str(loaded.path)} if a and a != name)
-    model_aliases = model_alias_names(opts.model_aliases, {name, "default", *aliases})
+    model_aliases = _aliases_for(alias_specs, {name, *aliases, *(("default",) if first else ())})
     if loaded.kind == "embedding":
         import dataclasses
 
         from .serving_embeddings import build_embedding_state
 
-        if mcp is not None:
-            raise PluginError("--mcp-config needs a generative model (the model calls the tools); "
-                              f"{spec} is an embedding model")
-        state = build_embedding_state(dataclasses.replace(opts, model=spec, served_model_name=served_name), loaded)
+        state = build_embedding_state(dataclasses.replace(opts, model=spec, served_model_name=served_name), loaded,
+                                      device=device)
         state.settings.model_aliases = model_aliases
         state.models[0].patterns = model_aliases
         return state
@@ -161,7 +179,7 @@ def _build_primary(opts: ServeOptions, plugins: PluginManager, loaded, spec: str
     context = loaded.context_length or 4096
     max_model_len = min(opts.max_model_len or context, context) if opts.max_model_len else context
     vision = VisionPrefill(loaded.model, opts.prefill_step_size) if loaded.kind == "mllm" else None
-    engine = Engine(loaded.model, loaded.tokenizer, vision=vision, config=EngineConfig(
+    engine = Engine(loaded.model, loaded.tokenizer, vision=vision, device=device, name=name, config=EngineConfig(
         max_num_seqs=opts.max_num_seqs, prefill_step_size=opts.prefill_step_size,
         block_size=opts.block_size, kv_cache_memory=opts.kv_cache_memory,
         prefix_caching=opts.enable_prefix_caching,
@@ -222,19 +240,30 @@ def _mcp_host(opts: ServeOptions):
     return McpHost(config, opts.mcp_options or HostOptions())
 
 
-def model_alias_names(specs: list[str], served: set[str]) -> tuple[str, ...]:
-    """``--model-alias NAME=SERVED`` (NAME may be a glob such as ``claude-*``) -> the NAME patterns.
-    One model is served, so SERVED must name it (or be ``default``)."""
-    names = []
+def _parse_aliases(specs: list[str]) -> list[tuple[str, str]]:
+    """``--model-alias NAME=SERVED`` (NAME may be a glob such as ``claude-*``) -> (NAME, SERVED) pairs."""
+    pairs = []
     for spec in specs:
         name, sep, target = spec.partition("=")
         if not sep or not name.strip() or not target.strip():
             raise PluginError(f"--model-alias {spec!r}: expected NAME=SERVED, e.g. 'claude-*=default'")
-        if target.strip() not in served:
-            raise PluginError(f"--model-alias {spec!r}: {target.strip()!r} is not the served model "
-                              f"(use 'default' or one of: {', '.join(sorted(served))})")
-        names.append(name.strip())
-    return tuple(names)
+        pairs.append((name.strip(), target.strip()))
+    return pairs
+
+
+def _aliases_for(pairs: list[tuple[str, str]], names: set[str]) -> tuple[str, ...]:
+    """The alias patterns whose SERVED is one of ``names`` (a model's name, its aliases, and
+    ``default`` for the first model)."""
+    return tuple(name for name, target in pairs if target in names)
+
+
+def _check_aliases(pairs: list[tuple[str, str]], served: list[ServedModel]) -> None:
+    claimed = {p for m in served for p in m.patterns}
+    for name, target in pairs:
+        if name not in claimed:
+            known = sorted({"default", *(n for m in served for n in (m.name, *m.aliases))})
+            raise PluginError(f"--model-alias {name}={target}: {target!r} is not the served model of an LLM "
+                              f"or embedding model (use 'default' or one of: {', '.join(known)})")
 
 
 def chat_template_text(tokenizer: Any) -> str | None:

@@ -50,7 +50,10 @@ class WhisperLoader(ModelLoader):
             raise RuntimeError(f"{path} has no Whisper tokenizer/processor files (tokenizer.json, "
                                "preprocessor_config.json)")
         return LoadedModel(model=model, tokenizer=model._processor.tokenizer, kind="stt", config=config,
-                           path=path, loader=self.name, context_length=model.dims.n_text_ctx)
+                           path=path, loader=self.name, context_length=model.dims.n_text_ctx,
+                           # a 30 s window is one encoder pass and up to n_text_ctx decoder calls: each
+                           # encoder block and each decoder call is one turn on a shared device
+                           turn_units=("encoder.blocks", "decoder"))
 
 
 @hookimpl
