@@ -26,6 +26,7 @@ class ServeOptions:
     models: list[str] = field(default_factory=list)  # several: an LLM and speech models, in CLI order
     served_model_names: list[str] = field(default_factory=list)  # the same order as ``models``
     max_audio_bytes: int = 25 * 1024 * 1024
+    device_turns: bool = True  # several models: engines take turns on the device (core.device_turns)
     host: str = "127.0.0.1"
     port: int = 8000
     api_key: str | None = None
@@ -81,7 +82,7 @@ def build_state(opts: ServeOptions, plugins: PluginManager | None = None) -> Ser
     if len(names) > len(specs):
         raise PluginError(f"{len(names)} --served-model-name for {len(specs)} models: give at most one per model")
     aliases = _parse_aliases(opts.model_aliases)
-    device = DeviceTurns() if len(specs) > 1 else None
+    device = DeviceTurns() if len(specs) > 1 and opts.device_turns else None
     states: list[ServerState] = []  # one per LLM / embedding model, in CLI order
     served: list[ServedModel] = []
     try:

@@ -13,34 +13,43 @@ and attributes stay as they were (a wrapper module would rename the parameter tr
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Callable
 
 import mlx.core as mx
 
 from ..core.device_turns import DeviceTurns
 
 
-def resolve_units(root: Any, paths: tuple[str, ...]) -> list[Any]:
-    """The module instances ``paths`` name under ``root`` (a list or tuple: every item)."""
+def resolve_units(root: Any, paths: tuple) -> list[tuple[Any, Callable | None]]:
+    """(module instance, splitter) for each unit ``paths`` name under ``root`` (a path naming a
+    list: every item). An entry is a dotted path, or (path, splitter): see ``take_turns``."""
     found = []
-    for path in paths:
+    for entry in paths:
+        path, split = (entry, None) if isinstance(entry, str) else entry
         obj = root
         for part in path.split("."):
             obj = obj[int(part)] if isinstance(obj, (list, tuple)) and part.isdigit() else getattr(obj, part)
-        found.extend(obj if isinstance(obj, (list, tuple)) else [obj])
+        found.extend((unit, split) for unit in (obj if isinstance(obj, (list, tuple)) else [obj]))
     return found
 
 
-def take_turns(root: Any, paths: tuple[str, ...], device: DeviceTurns, who: str) -> int:
-    """Every call of each unit becomes one turn of ``who`` on ``device``; returns the unit count."""
+def take_turns(root: Any, paths: tuple, device: DeviceTurns, who: str) -> int:
+    """Every call of each unit becomes one turn of ``who`` on ``device``; returns the unit count.
+
+    A unit given as (path, splitter) whose single call is too long for one turn (Whisper's
+    encoder blocks attend over 1,500 frames) runs, while another engine is busy, as
+    ``splitter(unit, turn, *args, **kwargs)``: it does the same work in several turns, each
+    inside ``with turn():`` and evaluated there. Alone, the unit runs whole."""
     units = resolve_units(root, paths)
-    for unit in units:
+    for unit, split in units:
         base = type(unit)
         if getattr(base, "_vllm_mlx_turns", False):
             continue  # already taking turns
         inner = base.__call__
 
-        def __call__(self, *args, _inner=inner, **kwargs):
+        def __call__(self, *args, _inner=inner, _split=split, **kwargs):
+            if _split is not None and device.contended(who):
+                return _split(self, lambda: device.turn(who), *args, **kwargs)
             with device.turn(who):
                 out = _inner(self, *args, **kwargs)
                 if device.contended(who):
