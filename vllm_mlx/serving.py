@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from dataclasses import dataclass, field
 from typing import Any
 
 from .core import AsyncEngine, Engine, EngineConfig
 from .core.device_turns import DeviceTurns
-from .core.kv_budget import parse_memory
+from .core.kv_budget import DEFAULT_SHARE, parse_memory
 from .core.vision import VisionPrefill
 from .plugins.interfaces import CacheOptions
 from .model_source import load_model, sampling_defaults
@@ -85,9 +86,12 @@ def build_state(opts: ServeOptions, plugins: PluginManager | None = None) -> Ser
     device = DeviceTurns() if len(specs) > 1 and opts.device_turns else None
     states: list[ServerState] = []  # one per LLM / embedding model, in CLI order
     served: list[ServedModel] = []
+    loaded_models = [load_model(spec, plugins, kinds=SERVED_KINDS, runner=opts.runner) for spec in specs]
+    llms = sum(m.kind in ("llm", "mllm") for m in loaded_models)
+    if llms > 1 and opts.kv_cache_memory is None:  # the default KV share, divided among the LLMs
+        opts = dataclasses.replace(opts, kv_cache_memory=f"{DEFAULT_SHARE * 100 / llms:.1f}%")
     try:
-        for i, spec in enumerate(specs):
-            loaded = load_model(spec, plugins, kinds=SERVED_KINDS, runner=opts.runner)
+        for i, (spec, loaded) in enumerate(zip(specs, loaded_models)):
             name = names[i] if i < len(names) else None
             if loaded.kind in PRIMARY_KINDS:
                 state = _build_primary(opts, plugins, loaded, spec, name, aliases, first=not served,
@@ -147,8 +151,6 @@ def _build_primary(opts: ServeOptions, plugins: PluginManager, loaded, spec: str
     aliases = tuple(a for a in {spec, str(loaded.path)} if a and a != name)
     model_aliases = _aliases_for(alias_specs, {name, *aliases, *(("default",) if first else ())})
     if loaded.kind == "embedding":
-        import dataclasses
-
         from .serving_embeddings import build_embedding_state
 
         state = build_embedding_state(dataclasses.replace(opts, model=spec, served_model_name=served_name), loaded,

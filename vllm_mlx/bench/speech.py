@@ -10,8 +10,8 @@ One real server (``vllm-mlx serve LLM WHISPER KOKORO`` on a loopback port) and t
 * ``tts``: the first audio chunk of a three-sentence input streamed (``stream_format=audio``)
   against the whole synthesis of the same input (not streamed). Target ratio <= 0.4.
 * ``interleave``: the inter-token latency (ITL) of ``streams`` concurrent streaming chats,
-  alone, then while a transcription of ``audio_seconds`` runs (only gaps that fall inside
-  the transcription count). Target: p99 with / p99 alone <= 2. With ``no_turns`` the same is
+  alone (``alone_rounds`` rounds, half before and half after), and in rounds while a
+  transcription of ``audio_seconds`` runs (only gaps that fall inside the transcription count). Target: p99 with / p99 alone <= 2. With ``no_turns`` the same is
   measured once more on a server started with ``--no-device-turns``, for comparison.
 
 Random-weight models (nothing is downloaded): give folders, or the Whisper and Kokoro ones
@@ -58,6 +58,7 @@ class SpeechBenchConfig:
     streams: int = 4
     max_tokens: int = 64
     repeats: int = 2
+    alone_rounds: int = 4  # chat rounds without a transcription (the baseline)
     no_turns: bool = False
     label: str = ""
     timeout: float = 900.0
@@ -115,8 +116,11 @@ def _wav(samples: np.ndarray, rate: int = 16000) -> bytes:
 def _rtf(cfg: SpeechBenchConfig, url: str, whisper: str, audio: np.ndarray) -> dict:
     import httpx
 
+    from ..speech.audio_io import decode_audio
+
     seconds = len(audio) / 16000
     data = _wav(audio)
+    samples = decode_audio(data)  # what the server hears: the upload's 16-bit samples, decoded (not timed)
     model = _direct_whisper(whisper)
 
     def http_once() -> tuple[float, str]:
@@ -131,7 +135,7 @@ def _rtf(cfg: SpeechBenchConfig, url: str, whisper: str, audio: np.ndarray) -> d
         import mlx.core as mx
 
         start = time.perf_counter()
-        out = model.generate(mx.array(audio), language="en", temperature=0.0, return_timestamps=False,
+        out = model.generate(mx.array(samples), language="en", temperature=0.0, return_timestamps=False,
                              condition_on_previous_text=False, verbose=None, fp16=model.dtype == mx.float16)
         return time.perf_counter() - start, out.text
 
@@ -206,7 +210,9 @@ async def _interleave_async(cfg: SpeechBenchConfig, url: str, audio: np.ndarray,
 
     async with httpx.AsyncClient(base_url=url, timeout=cfg.timeout) as client:
         await _chat_round(client, cfg, warm=True)
-        alone = await _chat_round(client, cfg)
+        alone: list[list[float]] = []
+        for _ in range(cfg.alone_rounds // 2):  # half before, half after: a busy machine drifts
+            alone += await _chat_round(client, cfg)
         data = _wav(audio)
         window: dict[str, float] = {}
 
@@ -224,6 +230,9 @@ async def _interleave_async(cfg: SpeechBenchConfig, url: str, audio: np.ndarray,
             stamps += await _chat_round(client, cfg)
             rounds += 1
         await job
+        turns = (await client.get("/health")).json().get("device_turns")
+        for _ in range(cfg.alone_rounds - cfg.alone_rounds // 2):
+            alone += await _chat_round(client, cfg)
     gaps_alone = _gaps(alone)
     gaps_with = _gaps(stamps, window["start"], window["end"])
     p99_alone, p99_with = percentile(gaps_alone, 99), percentile(gaps_with, 99)
@@ -232,7 +241,9 @@ async def _interleave_async(cfg: SpeechBenchConfig, url: str, audio: np.ndarray,
             "itl_samples_alone": len(gaps_alone), "itl_samples_with": len(gaps_with),
             "itl_p50_ms_alone": _ms(percentile(gaps_alone, 50)), "itl_p99_ms_alone": _ms(p99_alone),
             "itl_p50_ms_with": _ms(percentile(gaps_with, 50)), "itl_p99_ms_with": _ms(p99_with),
-            "itl_max_ms_with": _ms(max(gaps_with) if gaps_with else 0.0),
+            "itl_p95_ms_alone": _ms(percentile(gaps_alone, 95)), "itl_p95_ms_with": _ms(percentile(gaps_with, 95)),
+            "itl_max_ms_alone": _ms(max(gaps_alone) if gaps_alone else 0.0),
+            "itl_max_ms_with": _ms(max(gaps_with) if gaps_with else 0.0), "device_turns_stats": turns,
             "p99_ratio": round(p99_with / p99_alone, 3) if p99_alone and p99_with == p99_with else None, "target": "<= 2.0",
             "label": cfg.label}
 

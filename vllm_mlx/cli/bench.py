@@ -221,12 +221,14 @@ def soak_cmd(url, model, streams, duration, max_requests, warmup, disconnect_rat
               help="Tokens per chat stream (rounds repeat until the transcription ends).")
 @click.option("--repeats", default=2, show_default=True, type=click.IntRange(1),
               help="rtf/tts: runs of each side; the best counts.")
+@click.option("--alone-rounds", default=4, show_default=True, type=click.IntRange(1),
+              help="interleave: chat rounds without a transcription (the baseline), half before, half after.")
 @click.option("--no-turns-too", "no_turns", is_flag=True,
               help="interleave: measure again on a server started with --no-device-turns, for comparison.")
 @click.option("--label", default="", help="Free text copied into every JSON line.")
 @click.option("--json-out", default=None, type=click.Path(dir_okay=False), help="Also append the JSON lines here.")
-def speech_cmd(llm, whisper, kokoro, scenarios, audio_seconds, streams, max_tokens, repeats, no_turns, label,
-               json_out):
+def speech_cmd(llm, whisper, kokoro, scenarios, audio_seconds, streams, max_tokens, repeats, alone_rounds, no_turns,
+               label, json_out):
     """Speech serving: transcription real-time factor through HTTP vs mlx-audio directly, the first
     streamed chunk of speech vs the whole synthesis, and chat inter-token latency while a long
     transcription runs on the same server. One JSON line per scenario."""
@@ -238,7 +240,8 @@ def speech_cmd(llm, whisper, kokoro, scenarios, audio_seconds, streams, max_toke
         raise click.BadParameter(f"unknown scenario(s) {sorted(unknown)}: use rtf, tts, interleave",
                                  param_hint="--scenarios")
     cfg = SpeechBenchConfig(llm=llm, whisper=whisper, kokoro=kokoro, scenarios=chosen, audio_seconds=audio_seconds,
-                            streams=streams, max_tokens=max_tokens, repeats=repeats, no_turns=no_turns, label=label)
+                            streams=streams, max_tokens=max_tokens, repeats=repeats, alone_rounds=alone_rounds,
+                            no_turns=no_turns, label=label)
     try:
         speech_bench(cfg, _reporter(json_out))
     except SpeechBenchError as exc:

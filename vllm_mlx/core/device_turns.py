@@ -34,6 +34,7 @@ class DeviceTurns:
         self.turns = 0
         self.handovers = 0  # turns that went to another participant than the one before
         self._previous: str | None = None
+        self._longest: dict[str, float] = {}  # participant -> its longest turn (seconds)
         self._mine = threading.local()  # a turn taken inside a turn (same thread) is part of it
 
     @contextmanager
@@ -59,12 +60,15 @@ class DeviceTurns:
                 self.handovers += 1
             self._previous = who
         self._mine.depth = 1
+        began = time.monotonic()
         try:
             yield
         finally:
             self._mine.depth = 0
             with self._cond:
-                self._last_turn[who] = time.monotonic()
+                ended = self._last_turn[who] = time.monotonic()
+                if ended - began > self._longest.get(who, 0.0):
+                    self._longest[who] = ended - began
                 self._owner = self._line.popleft() if self._line else None
                 if self._owner is not None:
                     self._cond.notify_all()
@@ -78,7 +82,8 @@ class DeviceTurns:
         return any(other != who and now - at < self._recent for other, at in list(self._last_turn.items()))
 
     def stats(self) -> dict:
-        return {"turns": self.turns, "handovers": self.handovers, "waiting": len(self._line)}
+        return {"turns": self.turns, "handovers": self.handovers, "waiting": len(self._line),
+                "longest_turn_ms": {who: round(s * 1000, 1) for who, s in list(self._longest.items())}}
 
 
 @contextmanager
