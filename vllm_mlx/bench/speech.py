@@ -5,7 +5,7 @@ One real server (``vllm-mlx serve LLM WHISPER KOKORO`` on a loopback port) and t
 * ``rtf``: a transcription through HTTP (upload, decoding, the engine thread, JSON reply)
   against the same transcription through mlx-audio directly in this process: the same
   weights (float32 off Apple's GPU, as the server loads them), the same 30 s windows, one
-  temperature, no timestamps (what a ``json`` reply asks for). Real-time factor = audio
+  temperature, no timestamps (what a ``json`` reply asks for), the same 16-bit samples. Real-time factor = audio
   seconds / wall seconds; the best of ``repeats`` runs each, taken in turn. Target ratio >= 0.95.
 * ``tts``: the first audio chunk of a three-sentence input streamed (``stream_format=audio``)
   against the whole synthesis of the same input (not streamed). Target ratio <= 0.4.
@@ -57,7 +57,7 @@ class SpeechBenchConfig:
     audio_seconds: float = 60.0
     streams: int = 4
     max_tokens: int = 64
-    repeats: int = 2
+    repeats: int = 3
     alone_rounds: int = 4  # chat rounds without a transcription (the baseline)
     no_turns: bool = False
     label: str = ""
@@ -158,20 +158,16 @@ def _words(text: str) -> list[str]:
 
 
 def _direct_whisper(path: str):
-    """The folder loaded by mlx-audio's own loader; float32 off Apple's GPU, as the server does
-    (mlx-audio's float16 is ~9x slower on the CPU backend: that would compare nothing)."""
-    import mlx.core as mx
-    from mlx_audio.stt.utils import load_model
+    """mlx-audio's Whisper model object with the folder's weights as the server holds them.
 
-    model = load_model(path)
-    on_gpu = mx.default_device() == mx.gpu and mx.metal.is_available()
-    if not on_gpu:
-        model.set_dtype(mx.float32)
-        model.dtype = mx.float32  # read by generate (fp16 decoding) like the server's loader sets it
-        enc = model.encoder
-        enc._positional_embedding = enc._positional_embedding.astype(mx.float32)
-        mx.eval(model.parameters(), enc._positional_embedding)
-    return model
+    mlx-audio's own ``load_model`` rounds the weights to float16 (and float16 is ~9x slower on
+    the CPU backend), so the weights are loaded into mlx-audio's ``Model`` the way the server's
+    Whisper loader does (float32 off Apple's GPU), in this process, without any of the server's
+    machinery: the direct calls below are plain mlx-audio."""
+    from ..model_source import load_model
+    from ..plugins import PluginManager
+
+    return load_model(path, PluginManager(), kinds=("stt",)).model
 
 
 # -- tts ---------------------------------------------------------------------------
@@ -230,7 +226,7 @@ async def _interleave_async(cfg: SpeechBenchConfig, url: str, audio: np.ndarray,
             stamps += await _chat_round(client, cfg)
             rounds += 1
         await job
-        turns = (await client.get("/health")).json().get("device_turns")
+        turn_stats = (await client.get("/health")).json().get("device_turns")
         for _ in range(cfg.alone_rounds - cfg.alone_rounds // 2):
             alone += await _chat_round(client, cfg)
     gaps_alone = _gaps(alone)
@@ -243,7 +239,7 @@ async def _interleave_async(cfg: SpeechBenchConfig, url: str, audio: np.ndarray,
             "itl_p50_ms_with": _ms(percentile(gaps_with, 50)), "itl_p99_ms_with": _ms(p99_with),
             "itl_p95_ms_alone": _ms(percentile(gaps_alone, 95)), "itl_p95_ms_with": _ms(percentile(gaps_with, 95)),
             "itl_max_ms_alone": _ms(max(gaps_alone) if gaps_alone else 0.0),
-            "itl_max_ms_with": _ms(max(gaps_with) if gaps_with else 0.0), "device_turns_stats": turns,
+            "itl_max_ms_with": _ms(max(gaps_with) if gaps_with else 0.0), "device_turns_stats": turn_stats,
             "p99_ratio": round(p99_with / p99_alone, 3) if p99_alone and p99_with == p99_with else None, "target": "<= 2.0",
             "label": cfg.label}
 

@@ -219,7 +219,7 @@ def soak_cmd(url, model, streams, duration, max_requests, warmup, disconnect_rat
 @click.option("--streams", default=4, show_default=True, type=click.IntRange(1), help="Concurrent chat streams.")
 @click.option("--max-tokens", default=64, show_default=True, type=click.IntRange(2),
               help="Tokens per chat stream (rounds repeat until the transcription ends).")
-@click.option("--repeats", default=2, show_default=True, type=click.IntRange(1),
+@click.option("--repeats", default=3, show_default=True, type=click.IntRange(1),
               help="rtf/tts: runs of each side; the best counts.")
 @click.option("--alone-rounds", default=4, show_default=True, type=click.IntRange(1),
               help="interleave: chat rounds without a transcription (the baseline), half before, half after.")

@@ -109,12 +109,5 @@ class ServerState:
         found = self.find(name)
         return found is not None and found.kind in ("llm", "mllm", "embedding")
 
-    def state_for(self, name: str | None, kinds: tuple[str, ...] = ("llm", "mllm", "embedding")) -> "ServerState":
-        """The named LLM's or embedding model's own state (this one with a single model);
-        raises like ``model_for`` (None: no model of that name, ``WrongKind``)."""
-        found = self.model_for(name, kinds)
-        if found is None:
-            raise LookupError(name)
-        return found.state if found.state is not None else self
     def names(self) -> str:
         return ", ".join(f"`{m.name}` ({m.kind})" for m in self.models)
