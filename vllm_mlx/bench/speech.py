@@ -5,14 +5,16 @@ One real server (``vllm-mlx serve LLM WHISPER KOKORO`` on a loopback port) and t
 * ``rtf``: a transcription through HTTP (upload, decoding, the engine thread, JSON reply)
   against the same transcription through mlx-audio directly in this process: the same
   weights (float32 off Apple's GPU, as the server loads them), the same 30 s windows, one
-  temperature, no timestamps (what a ``json`` reply asks for), the same 16-bit samples. Real-time factor = audio
+  temperature, no timestamps (what a ``json`` reply asks for), the same 16-bit samples, one
+  ``generate`` call per 30 s window as the server makes them. Real-time factor = audio
   seconds / wall seconds; the best of ``repeats`` runs each, taken in turn. Target ratio >= 0.95.
 * ``tts``: the first audio chunk of a three-sentence input streamed (``stream_format=audio``)
   against the whole synthesis of the same input (not streamed). Target ratio <= 0.4.
 * ``interleave``: the inter-token latency (ITL) of ``streams`` concurrent streaming chats,
   alone (``alone_rounds`` rounds, half before and half after), and in rounds while a
-  transcription of ``audio_seconds`` runs (only gaps that fall inside the transcription count). Target: p99 with / p99 alone <= 2. With ``no_turns`` the same is
-  measured once more on a server started with ``--no-device-turns``, for comparison.
+  transcription of ``audio_seconds`` runs (only gaps that fall inside the transcription
+  count). Target: p99 with / p99 alone <= 2. With ``no_turns`` the same is measured once
+  more on a server started with ``--no-device-turns``, for comparison.
 
 Random-weight models (nothing is downloaded): give folders, or the Whisper and Kokoro ones
 are built (``speech_models``); the LLM comes from ``shared/bench/make_model.py`` or any
@@ -132,12 +134,17 @@ def _rtf(cfg: SpeechBenchConfig, url: str, whisper: str, audio: np.ndarray) -> d
         return time.perf_counter() - start, r.json()["text"]
 
     def direct_once() -> tuple[float, str]:
+        """mlx-audio's ``generate`` on each 30 s window, as the server calls it (a whole-file call
+        would cut the mel spectrogram at other places and join the texts otherwise)."""
         import mlx.core as mx
 
         start = time.perf_counter()
-        out = model.generate(mx.array(samples), language="en", temperature=0.0, return_timestamps=False,
-                             condition_on_previous_text=False, verbose=None, fp16=model.dtype == mx.float16)
-        return time.perf_counter() - start, out.text
+        texts = []
+        for at in range(0, len(samples), 30 * 16000):
+            out = model.generate(mx.array(samples[at:at + 30 * 16000]), language="en", temperature=0.0,
+                                 return_timestamps=False, verbose=None, fp16=model.dtype == mx.float16)
+            texts.append(out.text)
+        return time.perf_counter() - start, " ".join(t.strip() for t in texts if t.strip())
 
     http_s, direct_s, same = [], [], True
     for _ in range(cfg.repeats):

@@ -47,7 +47,7 @@ def whisper_tokenizer(out: Path, n_vocab: int) -> None:
 # decoder whose one-token step costs about a quarter of the bench LLM's (29M-parameter) decode step:
 # the proportion of whisper-large-v3-turbo (4 decoder layers) next to an 8B chat model.
 BENCH_WHISPER_DIMS = {**WHISPER_DIMS, "n_audio_state": 128, "n_audio_head": 2, "n_audio_layer": 4,
-                      "n_text_ctx": 448, "n_text_state": 64, "n_text_head": 2, "n_text_layer": 2}
+                      "n_text_ctx": 448, "n_text_state": 128, "n_text_head": 2, "n_text_layer": 2}
 
 
 def build_whisper(out: Path, seed: int = 0, dims: dict | None = None) -> Path:
