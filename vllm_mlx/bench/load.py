@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 from .prompts import WARMUP_TEXT, make_texts
+from .engine import WARMUP_SEED_OFFSET, WARMUP_TOKENS
 from .stats import RequestStats, requests_for, summarize
 
 OUTPUT_FIELDS = ("content", "reasoning_content", "reasoning", "tool_calls")
@@ -149,12 +150,24 @@ async def stream_one(client, url: str, body: dict, headers: dict) -> RequestStat
 
 async def run_level(client, cfg: ServeBenchConfig, conc: int, headers: dict) -> dict:
     url = cfg.url.rstrip("/") + PATHS[cfg.api]
-    if cfg.warmup:
-        warm = await stream_one(client, url, request_body(cfg, WARMUP_TEXT, min(8, cfg.max_tokens)), headers)
-        if warm.error:
-            print(f"warning: warm-up request failed ({warm.error})", file=sys.stderr, flush=True)
-    texts = make_texts(requests_for(conc, cfg.requests), cfg.prompt_words, cfg.seed)
     sem = asyncio.Semaphore(conc)
+    if cfg.warmup:
+        # One untimed round at this concurrency with prompts of the same length (other texts) and a few
+        # tokens each, as `bench engine` does: the first use of a batch shape pays kernel compilation on a
+        # GPU, which would otherwise land in the timed round's TTFT and throughput.
+        warm_texts = [WARMUP_TEXT] + make_texts(conc, cfg.prompt_words, cfg.seed + WARMUP_SEED_OFFSET)
+
+        async def warm_one(text: str) -> RequestStats:
+            async with sem:
+                return await stream_one(client, url, request_body(cfg, text, min(WARMUP_TOKENS, cfg.max_tokens)),
+                                        headers)
+
+        warm = await asyncio.gather(*(warm_one(t) for t in warm_texts))
+        failed = [w for w in warm if w.error]
+        if failed:
+            print(f"warning: {len(failed)} warm-up request(s) failed ({failed[0].error})", file=sys.stderr,
+                  flush=True)
+    texts = make_texts(requests_for(conc, cfg.requests), cfg.prompt_words, cfg.seed)
 
     async def limited(text: str) -> RequestStats:
         async with sem:

@@ -86,13 +86,15 @@ def serve_cmd(url, model, conc, requests, max_tokens, label, json_out, prompt_wo
               help="Words per prompt (the same prompts `bench serve` sends).")
 @click.option("--max-num-seqs", default=64, show_default=True, type=click.IntRange(1, 4096),
               help="The engine's batch limit (as `vllm-mlx serve --max-num-seqs`).")
+@click.option("--prefill-batch-size", default=None, type=click.IntRange(1),
+              help="As `vllm-mlx serve --prefill-batch-size`.")
 @click.option("--enable-prefix-caching/--no-enable-prefix-caching", default=True, show_default=True,
               help="As `vllm-mlx serve`: measure the engine with and without the prefix cache.")
 @click.option("--seed", default=1, show_default=True, type=int, help="Prompt seed.")
 @click.option("--ignore-eos/--no-ignore-eos", default=True, show_default=True,
               help="Ignore end-of-sequence so every request makes exactly --max-tokens tokens.")
-def engine_cmd(model, conc, requests, max_tokens, label, json_out, prompt_words, max_num_seqs, enable_prefix_caching, seed,
-               ignore_eos):
+def engine_cmd(model, conc, requests, max_tokens, label, json_out, prompt_words, max_num_seqs, prefill_batch_size,
+               enable_prefix_caching, seed, ignore_eos):
     """Run the same load in-process through Engine + AsyncEngine (no HTTP) on MODEL."""
     from ..bench import BenchError, EngineBenchConfig, engine_bench
     from ..model_source import ModelSourceError
@@ -100,7 +102,7 @@ def engine_cmd(model, conc, requests, max_tokens, label, json_out, prompt_words,
 
     cfg = EngineBenchConfig(model=model, conc=conc, requests=requests, max_tokens=max_tokens,
                             prompt_words=prompt_words, max_num_seqs=max_num_seqs, label=label, seed=seed,
-                            ignore_eos=ignore_eos, prefix_caching=enable_prefix_caching)
+                            prefill_batch_size=prefill_batch_size, ignore_eos=ignore_eos, prefix_caching=enable_prefix_caching)
     try:
         engine_bench(cfg, _reporter(json_out))
     except (BenchError, ModelSourceError, PluginError) as exc:

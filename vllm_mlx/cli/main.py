@@ -57,6 +57,13 @@ def _json_object(ctx, param, value):
               help="Context window in tokens (prompt + completion); default: the model's own.")
 @click.option("--prefill-step-size", default=512, show_default=True, type=click.IntRange(16),
               help="Prompt tokens prefilled per step; long prompts are split so decoding keeps flowing.")
+@click.option("--prefill-batch-size", default=None, type=click.IntRange(1),
+              help="Most new prompts prefilled together in one step (default: 32 on a GPU, 8 on the CPU). "
+                   "Bigger means fewer, larger prefills: more throughput under bursts, longer decode pauses.")
+@click.option("--engine-process/--no-engine-process", default=None,
+              help="Run a text model's engine in a process of its own, apart from the HTTP server, so streaming "
+                   "many responses never takes the interpreter from the engine. Default: on when MLX runs on a "
+                   "GPU (Apple silicon, CUDA), off on the CPU.")
 @click.option("--plugin", "plugins", multiple=True, metavar="MODULE_OR_FILE",
               help="Load a plugin from a dotted module or a .py file (repeatable).")
 @click.option("--reasoning-parser", default=None,
@@ -126,8 +133,9 @@ def _json_object(ctx, param, value):
 @click.option("--log-level", default="info", show_default=True,
               type=click.Choice(["critical", "error", "warning", "info", "debug"]), help="Logging detail.")
 @mcp_serve_options
-def serve(models, host, port, api_key, served_model_names, max_audio_bytes, device_turns, max_num_seqs, max_queue, max_model_len,
-          prefill_step_size, plugins, reasoning_parser, tool_call_parser, model_aliases, ping_interval,
+def serve(models, host, port, api_key, served_model_names, max_audio_bytes, device_turns, max_num_seqs, max_queue,
+          max_model_len, prefill_step_size, prefill_batch_size, engine_process, plugins, reasoning_parser,
+          tool_call_parser, model_aliases, ping_interval,
           enable_auto_tool_choice, default_chat_template_kwargs, allowed_origins,
           cache_policy, kv_cache_memory, block_size, enable_prefix_caching, kv_cache_bits, kv_cache_group_size,
           sliding_window, prefix_cache_dir, request_timeout, shutdown_timeout, runner, continuous_batching,
@@ -153,7 +161,7 @@ def serve(models, host, port, api_key, served_model_names, max_audio_bytes, devi
         models=list(models), served_model_names=list(served_model_names), max_audio_bytes=max_audio_bytes,
         device_turns=device_turns, host=host, port=port, api_key=api_key or None,
         max_num_seqs=max_num_seqs, max_queue=max_queue, max_model_len=max_model_len, prefill_step_size=prefill_step_size,
-        plugins=list(plugins), reasoning_parser=reasoning_parser, tool_call_parser=tool_call_parser,
+        prefill_batch_size=prefill_batch_size, engine_process=engine_process, plugins=list(plugins), reasoning_parser=reasoning_parser, tool_call_parser=tool_call_parser,
         enable_auto_tool_choice=enable_auto_tool_choice,
         default_chat_template_kwargs=default_chat_template_kwargs, cache_policy=cache_policy, log_level=log_level,
         allowed_origins=list(allowed_origins), kv_cache_memory=kv_cache_memory, block_size=block_size,
