@@ -66,7 +66,40 @@ def test_whisper_units_compute_the_same_in_turns(whisper_dir):
     assert np.allclose(np.array(whole), np.array(chunked), atol=1e-4)
     with device.turn("llm"):  # another engine was busy a moment ago: encoder blocks now run in chunks
         pass
-    turns = device.turns
+    turns = device.stats()["turns"]
     after = model.encoder(mel)
-    assert device.turns - turns > 2 * len(model.encoder.blocks)  # several turns per block
+    assert device.stats()["turns"] - turns > 2 * len(model.encoder.blocks)  # several turns per block
     assert np.allclose(np.array(before), np.array(after), atol=1e-4)
+
+
+def _child_takes_turns(device, log, count):
+    for _ in range(10):
+        with device.turn("child"):  # the log is written inside turns: their true order
+            log[count.value] = 1
+            count.value += 1
+            time.sleep(0.002)
+
+
+def test_an_engine_process_takes_turns_with_threads():
+    """--engine-process: the LLM's engine in a child process and the speech threads of the
+    server share one line (the state is in shared memory)."""
+    import multiprocessing
+
+    ctx = multiprocessing.get_context("spawn")
+    device, log, count = DeviceTurns(), ctx.RawArray("i", 100_000), ctx.RawValue("i", 0)
+    device.register("child")
+    child = ctx.Process(target=_child_takes_turns, args=(device, log, count))
+    child.start()
+    deadline = time.monotonic() + 120
+    while child.is_alive() and time.monotonic() < deadline and count.value < 99_000:
+        with device.turn("thread"):  # busy until the child has had its 10 turns
+            log[count.value] = 0
+            count.value += 1
+            time.sleep(0.002)
+    child.join(60)
+    seen = "".join("c" if x else "t" for x in log[:count.value])
+    assert child.exitcode == 0 and seen.count("c") == 10
+    # once the child was in line, it never waited behind two thread turns
+    between = seen[seen.index("c"):seen.rindex("c") + 1]  # (after its last turn the child takes a while to exit)
+    assert max(len(run) for run in between.split("c")) <= 1, between
+    assert device.stats()["handovers"] >= 10

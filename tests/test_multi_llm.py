@@ -106,3 +106,31 @@ def test_busy_together_each_answers_as_alone(two_llm_server, random_model_dir, s
         assert text == expected[name], name
     turns = httpx.get(two_llm_server.url + "/health").json()["device_turns"]
     assert turns["handovers"] > 0  # the engines did alternate
+
+
+def test_an_engine_process_llm_takes_turns_with_whisper(random_model_dir, whisper_dir, tmp_path):
+    """--engine-process (the default on a GPU): the LLM's engine in a child process still takes
+    turns with the server's Whisper thread, and still answers as alone."""
+    srv = ServerProcess([str(random_model_dir), str(whisper_dir), "--served-model-name", "llm",
+                         "--served-model-name", "whisper", "--engine-process", "--max-model-len", "256"],
+                        log_path=tmp_path / "engine-process.log").wait_ready()
+    try:
+        expected = alone(random_model_dir, 24)
+        client = AsyncOpenAI(base_url=srv.url + "/v1", api_key="unused", max_retries=0, timeout=300)
+
+        async def complete():
+            stream = await client.completions.create(model="llm", prompt=PROMPT, max_tokens=24, temperature=0,
+                                                     stream=True)
+            return "".join([c.choices[0].text async for c in stream if c.choices])
+
+        async def run():
+            transcription = client.audio.transcriptions.create(model="whisper", file=("t.wav", tone_wav(35.0)),
+                                                               language="en")
+            return await asyncio.gather(transcription, complete(), complete())
+
+        transcription, *texts = asyncio.run(run())
+        assert isinstance(transcription.text, str) and texts == [expected, expected]
+        turns = httpx.get(srv.url + "/health").json()["device_turns"]
+        assert turns["handovers"] > 0 and {"llm", "whisper"} <= set(turns["longest_turn_ms"])
+    finally:
+        srv.stop()

@@ -195,9 +195,11 @@ def _build_primary(opts: ServeOptions, plugins: PluginManager, loaded, spec: str
         request_timeout=opts.request_timeout or None,
         cache_fingerprint=_fingerprint(loaded, policy.name, cache_options),
     )
+    if device is not None:
+        device.register(name)
     if use_engine_process(opts) and (loaded.kind == "llm" or opts.engine_process):
-        # (its own process: it does not take device turns with this process's engines)
-        engine = _engine_process(opts, loaded, policy.name, cache_options, engine_settings)
+        # its own process, taking turns with this process's engines through the shared DeviceTurns
+        engine = _engine_process(opts, loaded, policy.name, cache_options, engine_settings, device, name)
     else:
         engine = Engine(loaded.model, loaded.tokenizer, vision=vision, device=device, name=name, config=EngineConfig(
             make_cache=lambda: policy.make_cache(loaded.model, cache_options), **engine_settings))
@@ -249,7 +251,8 @@ def use_engine_process(opts: ServeOptions) -> bool:
     return mx.default_device().type == mx.DeviceType.gpu
 
 
-def _engine_process(opts: ServeOptions, loaded, policy_name: str, cache_options, settings: dict):
+def _engine_process(opts: ServeOptions, loaded, policy_name: str, cache_options, settings: dict,
+                    device: DeviceTurns | None = None, name: str = "llm"):
     """``--engine-process``: the engine runs in a child process that loads the model itself; this
     process keeps the tokenizer; its model was loaded lazily (weights never read) or is dropped here."""
     import functools
@@ -263,7 +266,7 @@ def _engine_process(opts: ServeOptions, loaded, policy_name: str, cache_options,
     if loaded.kind != "llm":
         raise PluginError(f"--engine-process runs text models (llm) for now; {loaded.path} is a {loaded.kind} model")
     factory = functools.partial(_engine_in_child, str(loaded.path), list(opts.plugins), opts.runner, policy_name,
-                                cache_options, settings)
+                                cache_options, settings, device, name)
     vocab = _vocab_size(loaded.model, loaded.tokenizer)
     eos = set(getattr(loaded.tokenizer, "eos_token_ids", None) or [])
     loaded.model = None  # the child holds the weights; keep one copy in memory
@@ -273,12 +276,12 @@ def _engine_process(opts: ServeOptions, loaded, policy_name: str, cache_options,
 
 
 def _engine_in_child(path: str, plugin_specs: list[str], runner: str, policy_name: str, cache_options,
-                     settings: dict):
+                     settings: dict, device: DeviceTurns | None = None, name: str = "llm"):
     """Runs in the engine process: load the model as the server did, build (not start) its engine."""
     plugins = PluginManager(extra=plugin_specs)
     loaded = load_model(path, plugins, kinds=("llm",), runner=runner)
     policy = plugins.cache_policy_for(policy_name, loaded.model, loaded.config)
-    return Engine(loaded.model, loaded.tokenizer, config=EngineConfig(
+    return Engine(loaded.model, loaded.tokenizer, device=device, name=name, config=EngineConfig(
         make_cache=lambda: policy.make_cache(loaded.model, cache_options), **settings))
 
 

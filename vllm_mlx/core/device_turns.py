@@ -1,41 +1,67 @@
 """Turns on a shared device: the engines of one server (LLMs, Whisper, Kokoro, embeddings)
-each run on their own thread, and take the device one unit of work at a time.
+each run on their own thread (or, with ``--engine-process``, in a child process), and take
+the device one unit of work at a time.
 
-Left alone, two engine threads issue work to one device at once: on a GPU their kernels
-queue behind each other in whatever order they arrive, on the CPU backend they fight over
-the same cores (and the GIL), and a long transcription window can hold the chat streams'
+Left alone, two engines issue work to one device at once: on a GPU their kernels queue
+behind each other in whatever order they arrive, on the CPU backend they fight over the
+same cores (and the GIL), and a long transcription window can hold the chat streams'
 decode steps up for seconds. Instead each unit of work (an LLM engine step; a Whisper
-encoder block or decoder token; a Kokoro stage) runs inside ``turn()``. Turns are handed
-over first come, first served: a thread that finishes its turn while another waits joins
-the back of the line, so two busy engines alternate unit by unit (round robin) and neither
-starves. An engine alone never waits (the fast path is an uncontended lock).
+encoder slice or decoder token; a Kokoro stage) runs inside ``turn()``. Turns are handed
+over first come, first served (a ticket lock): an engine that finishes its turn while
+another waits joins the back of the line, so two busy engines alternate unit by unit
+(round robin) and neither starves. An engine alone never waits.
 
-Nothing here knows about MLX: units that build lazy graphs evaluate them inside the turn
-(``contended()`` says whether that matters right now). One ``DeviceTurns`` per device;
-``vllm_mlx.serving`` gives every engine of a server the same one.
+The state lives in shared memory (``multiprocessing`` primitives of the spawn context), so
+an engine in a child process takes turns with the threads of the server process: pass the
+``DeviceTurns`` to the child as a process argument. Nothing here knows about MLX: units
+that build lazy graphs evaluate them inside the turn (``contended()`` says whether that
+matters right now). One ``DeviceTurns`` per device; ``vllm_mlx.serving`` gives every
+engine of a server the same one.
 """
 
 from __future__ import annotations
 
-import collections
+import multiprocessing
+import os
 import threading
 import time
 from contextlib import contextmanager
 from typing import Iterator
 
+SLOTS = 16  # participants tracked (recent activity, longest turn); more share slots
+
 
 class DeviceTurns:
     def __init__(self, recent: float = 0.25):
-        self._cond = threading.Condition(threading.Lock())
-        self._owner: object | None = None
-        self._line: collections.deque = collections.deque()
-        self._last_turn: dict[str, float] = {}  # participant -> when its last turn ended
+        ctx = multiprocessing.get_context("spawn")
+        self._cond = ctx.Condition(ctx.Lock())
+        self._next = ctx.RawValue("q", 0)  # the next ticket to hand out
+        self._serving = ctx.RawValue("q", 0)  # the ticket whose turn it is
+        self._owner_pid = ctx.RawValue("q", 0)  # the process holding the turn (0: none)
+        self._turns = ctx.RawValue("q", 0)
+        self._handovers = ctx.RawValue("q", 0)
+        self._previous = ctx.RawValue("i", -1)
+        self._ended = ctx.RawArray("d", SLOTS)  # slot -> when its last turn ended (monotonic, system-wide)
+        self._longest = ctx.RawArray("d", SLOTS)  # slot -> its longest turn (seconds)
+        self._slots: dict[str, int] = {}
         self._recent = recent  # seconds a participant counts as busy after its last turn
-        self.turns = 0
-        self.handovers = 0  # turns that went to another participant than the one before
-        self._previous: str | None = None
-        self._longest: dict[str, float] = {}  # participant -> its longest turn (seconds)
         self._mine = threading.local()  # a turn taken inside a turn (same thread) is part of it
+
+    def register(self, who: str) -> None:
+        """Name a participant before a child process is started with this object."""
+        self._slot(who)
+
+    def _slot(self, who: str) -> int:
+        return self._slots.setdefault(who, len(self._slots)) % SLOTS
+
+    def __getstate__(self) -> dict:  # to a child process (at its start only: the primitives require it)
+        state = dict(self.__dict__)
+        del state["_mine"]
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        self._mine = threading.local()
 
     @contextmanager
     def turn(self, who: str) -> Iterator[None]:
@@ -47,18 +73,18 @@ class DeviceTurns:
             finally:
                 self._mine.depth -= 1
             return
-        ticket = object()
+        slot = self._slot(who)
         with self._cond:
-            if self._owner is None and not self._line:
-                self._owner = ticket
-            else:
-                self._line.append(ticket)
-                while self._owner is not ticket:
-                    self._cond.wait()
-            self.turns += 1
-            if self._previous is not None and self._previous != who:
-                self.handovers += 1
-            self._previous = who
+            ticket = self._next.value
+            self._next.value = ticket + 1
+            while self._serving.value != ticket:
+                if not self._cond.wait(1.0):
+                    self._skip_dead_owner()
+            self._owner_pid.value = os.getpid()
+            self._turns.value += 1
+            if self._previous.value not in (-1, slot):
+                self._handovers.value += 1
+            self._previous.value = slot
         self._mine.depth = 1
         began = time.monotonic()
         try:
@@ -66,24 +92,41 @@ class DeviceTurns:
         finally:
             self._mine.depth = 0
             with self._cond:
-                ended = self._last_turn[who] = time.monotonic()
-                if ended - began > self._longest.get(who, 0.0):
-                    self._longest[who] = ended - began
-                self._owner = self._line.popleft() if self._line else None
-                if self._owner is not None:
-                    self._cond.notify_all()
+                ended = self._ended[slot] = time.monotonic()
+                self._longest[slot] = max(self._longest[slot], ended - began)
+                self._owner_pid.value = 0
+                self._serving.value += 1
+                self._cond.notify_all()
+
+    def _skip_dead_owner(self) -> None:
+        """A process that died holding the turn (an engine process killed mid-step) must not
+        stop every other engine: its turn ends. Called with the lock held."""
+        pid = self._owner_pid.value
+        if not pid or pid == os.getpid():
+            return
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            self._owner_pid.value = 0
+            self._serving.value += 1
+            self._cond.notify_all()
+        except PermissionError:
+            pass
 
     def contended(self, who: str) -> bool:
         """True when another participant waits for a turn or had one a moment ago: then a
         unit's lazy work must finish inside its turn (when alone it may run ahead)."""
-        if self._line:
+        holding = 1 if getattr(self._mine, "depth", 0) else 0
+        if self._next.value - self._serving.value - holding > 0:
             return True
-        now = time.monotonic()
-        return any(other != who and now - at < self._recent for other, at in list(self._last_turn.items()))
+        mine, now = self._slot(who), time.monotonic()
+        return any(now - self._ended[s] < self._recent for s in range(SLOTS) if s != mine)
 
     def stats(self) -> dict:
-        return {"turns": self.turns, "handovers": self.handovers, "waiting": len(self._line),
-                "longest_turn_ms": {who: round(s * 1000, 1) for who, s in list(self._longest.items())}}
+        waiting = max(0, self._next.value - self._serving.value - (1 if self._owner_pid.value else 0))
+        return {"turns": self._turns.value, "handovers": self._handovers.value, "waiting": waiting,
+                "longest_turn_ms": {who: round(self._longest[slot % SLOTS] * 1000, 1)
+                                    for who, slot in self._slots.items() if self._longest[slot % SLOTS] > 0}}
 
 
 @contextmanager
