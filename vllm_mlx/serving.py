@@ -75,9 +75,10 @@ PRIMARY_KINDS = ("llm", "mllm", "embedding")  # each served through its own Serv
 def build_state(opts: ServeOptions, plugins: PluginManager | None = None) -> ServerState:
     """Load plugins and every model, start their engines; returns what ``create_app`` needs.
 
-    Every model has its own engine thread. With several models the engines share the device
-    through one ``DeviceTurns``: each engine step (a Whisper encoder block or decoder token)
-    is a turn, handed round robin, so no model starves the others."""
+    Every model has its own engine thread (or process). With several models the engines share
+    the device through one ``DeviceTurns``: each unit of work (an LLM step, a Whisper decoder
+    token or encoder slice) is a turn, handed first come first served, so no model starves the
+    others."""
     mcp = _mcp_host(opts)  # a bad config fails before the model loads
     plugins = plugins or PluginManager(extra=opts.plugins)
     specs = list(opts.models) or [opts.model]
