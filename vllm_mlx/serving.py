@@ -66,6 +66,9 @@ class ServeOptions:
     allowed_local_media_path: str | None = None  # file:// URLs only under this folder; None: no local files
     media_fetch_timeout: float = 10.0  # seconds per URL
     media_max_bytes: int = 20 << 20  # per fetched or inline medium
+    responses_store_dir: str | None = None  # keep stored Responses here across restarts; None: memory only
+    responses_store_max: int = 1000  # the most stored Responses (least recently used are dropped)
+    responses_store_ttl: float = 0.0  # seconds a stored Response is kept; 0: until evicted
 
 
 SERVED_KINDS = ("llm", "mllm", "embedding", "stt", "tts")
@@ -126,6 +129,7 @@ def build_state(opts: ServeOptions, plugins: PluginManager | None = None) -> Ser
                                   allowed_origins=tuple(opts.allowed_origins))
         top = ServerState(engine=None, loaded=None, settings=settings)
     top.mcp = mcp
+    top.responses = _responses_store(opts)
     for state in [top, *states]:
         state.models = served  # every model's state finds every model (routing, errors naming them)
         state.responses = top.responses  # one store: a Responses chain may switch models
@@ -242,6 +246,16 @@ def _build_primary(opts: ServeOptions, plugins: PluginManager, loaded, spec: str
                        reasoning_parser_cls=reasoning_cls, tool_parser_cls=tool_cls, mcp=mcp)
 
 
+def _responses_store(opts: ServeOptions):
+    from .server.responses_store import ResponsesStore
+
+    try:
+        return ResponsesStore(max_entries=opts.responses_store_max, ttl=opts.responses_store_ttl,
+                              directory=opts.responses_store_dir)
+    except OSError as exc:
+        raise PluginError(f"--responses-store-dir {opts.responses_store_dir}: {exc.strerror or exc}") from None
+
+
 def use_engine_process(opts: ServeOptions) -> bool:
     """``--engine-process`` as given, else on when MLX computes on a GPU (Apple silicon, CUDA), where the
     engine is host-bound and sharing one interpreter with the HTTP server costs throughput."""
@@ -288,11 +302,16 @@ def _engine_in_child(path: str, plugin_specs: list[str], runner: str, policy_nam
 
 def _mcp_host(opts: ServeOptions):
     """The MCP host for --mcp-config (not connected yet: the app starts it); raises McpConfigError."""
-    if not opts.mcp_config:
-        return None
-    from .mcp_host import HostOptions, McpHost, load_config
+    from .mcp_host import HostOptions, McpConfig, McpHost, load_config
     from .mcp_host.audit import open_audit_file
 
+    if not opts.mcp_config:
+        if opts.mcp_options is None or not opts.mcp_options.allowed_urls:
+            return None
+        # --mcp-allowed-urls alone: no configured servers, only those Responses requests name
+        if opts.mcp_audit_log:
+            open_audit_file(opts.mcp_audit_log)
+        return McpHost(McpConfig(servers={}), opts.mcp_options)
     config = load_config(opts.mcp_config)
     if opts.mcp_audit_log:
         open_audit_file(opts.mcp_audit_log)
