@@ -1,7 +1,9 @@
 """Kokoro text to speech over the real server (the three-model server of conftest), with
 the official openai client. Random weights make noise, so tests check formats, headers,
-durations, speed, streaming chunking and errors. No G2P package is installed here, so
-requests send phonemes (input_type=phonemes) and a text request is the 400 naming the install."""
+durations, speed, streaming chunking and errors. Most requests send phonemes
+(input_type=phonemes); Spanish text goes through the espeak G2P of the audio-espeak extra
+(installed by the dev extra), and English text, whose G2P (misaki[en] + spaCy) is not
+installed here, is the 400 naming the install."""
 
 from __future__ import annotations
 
@@ -90,10 +92,13 @@ def test_speech_errors_are_400s(multi_server, mc):
     bad_format = httpx.post(multi_server.url + "/v1/audio/speech",
                             json={"model": "kokoro", "input": "x", "response_format": "ogg"})
     assert bad_format.status_code == 400 and bad_format.json()["error"]["param"] == "response_format"
-    # text needs a G2P package that is not installed here: a 400 that says what to install
+    # English and Japanese text need G2P packages that are not installed here: a 400 that says what to install
     with pytest.raises(BadRequestError) as exc:
-        mc.audio.speech.create(model="kokoro", voice="ef_dora", input="Hola, ¿qué tal?")
-    assert exc.value.body["code"] == "g2p_unavailable" and "pip install" in exc.value.body["message"]
+        mc.audio.speech.create(model="kokoro", voice="af_heart", input="Hello there.")
+    assert exc.value.body["code"] == "g2p_unavailable" and "misaki[en]" in exc.value.body["message"]
+    with pytest.raises(BadRequestError) as exc:
+        mc.audio.speech.create(model="kokoro", voice="ef_dora", input="こんにちは。", extra_body={"language": "j"})
+    assert exc.value.body["code"] == "g2p_unavailable" and "pyopenjtalk" in exc.value.body["message"]
     with pytest.raises(BadRequestError):
         mc.audio.transcriptions.create(model="kokoro", file=("a.wav", speak(mc)))
     # everything still serves
@@ -107,3 +112,20 @@ def test_speech_round_trips_through_whisper(mc):
     r = mc.audio.transcriptions.create(model="whisper", file=("speech.wav", wav), response_format="verbose_json",
                                        language="en")
     assert abs(r.duration - len(decode_audio(wav)) / 16000) < 0.01
+
+
+def test_spanish_text_to_speech_offline(multi_server, mc):
+    """Spanish text through the bundled espeak-ng G2P, end to end, in every format."""
+    text = "Hola, ¿qué tal? Esto es una prueba. Adiós."
+    wav = mc.audio.speech.create(model="kokoro", voice="ef_dora", input=text, response_format="wav").content
+    assert wav[:4] == b"RIFF"
+    seconds = len(decode_audio(wav)) / 16000
+    assert 0.3 < seconds < 60
+    for fmt in ("mp3", "flac", "opus"):
+        data = mc.audio.speech.create(model="kokoro", voice="ef_dora", input=text, response_format=fmt).content
+        assert data.startswith(MAGIC[fmt]) and abs(len(decode_audio(data)) / 16000 - seconds) < 0.15, fmt
+    body = {"model": "kokoro", "voice": "ef_dora", "input": text, "response_format": "pcm", "stream_format": "audio"}
+    with httpx.stream("POST", multi_server.url + "/v1/audio/speech", json=body, timeout=120) as resp:
+        assert resp.status_code == 200
+        chunks = list(resp.iter_raw())
+    assert len(chunks) >= 3 and abs(len(b"".join(chunks)) / 2 / 24000 - seconds) < 0.05  # three sentences

@@ -85,3 +85,21 @@ def test_bench_soak_refuses_remote_servers():
     out = subprocess.run([sys.executable, "-m", "vllm_mlx.cli.main", "bench", "soak", "--url",
                           "http://10.1.2.3:8000", "--duration", "1"], capture_output=True, text=True, timeout=60)
     assert out.returncode == 2 and "this machine only" in out.stderr
+
+
+def test_bench_speech_reports_every_scenario(random_model_dir, whisper_dir, kokoro_dir):
+    """The speech bench in a tiny configuration: one well-formed line per scenario (no timing checks)."""
+    lines = bench("speech", "--llm", str(random_model_dir), "--whisper", str(whisper_dir), "--kokoro", str(kokoro_dir),
+                  "--audio-seconds", "2", "--streams", "2", "--max-tokens", "4", "--repeats", "1", "--alone-rounds", "2",
+                  "--label", "tiny")
+    by = {line["scenario"]: line for line in lines}
+    assert set(by) == {"rtf", "tts", "interleave"} and all(line["label"] == "tiny" for line in lines)
+    assert by["rtf"]["audio_s"] == 2.0 and by["rtf"]["rtf_http"] > 0 and by["rtf"]["rtf_direct"] > 0
+    assert by["rtf"]["same_text"]  # the server and mlx-audio did the same work
+    assert 0 < by["tts"]["first_chunk_s"] and 0 < by["tts"]["full_s"]
+    inter = by["interleave"]
+    assert inter["device_turns"] and inter["chat_rounds"] >= 1 and 0 < inter["itl_samples_alone"] <= 2 * 2 * 3
+    assert inter["itl_p99_ms_alone"] > 0 and inter["device_turns_stats"]["turns"] > 0
+    out = subprocess.run([sys.executable, "-m", "vllm_mlx.cli.main", "bench", "speech", "--whisper", str(whisper_dir),
+                          "--kokoro", str(kokoro_dir)], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 2 and "needs --llm" in out.stderr

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from dataclasses import dataclass, field
 from typing import Any
 
 from .core import AsyncEngine, Engine, EngineConfig
-from .core.kv_budget import parse_memory
+from .core.device_turns import DeviceTurns
+from .core.kv_budget import DEFAULT_SHARE, parse_memory
 from .core.vision import VisionPrefill
 from .distributed import DistributedError, Parallel, launched_backend
 from .plugins.interfaces import CacheOptions
@@ -26,6 +28,7 @@ class ServeOptions:
     models: list[str] = field(default_factory=list)  # several: an LLM and speech models, in CLI order
     served_model_names: list[str] = field(default_factory=list)  # the same order as ``models``
     max_audio_bytes: int = 25 * 1024 * 1024
+    device_turns: bool = True  # several models: engines take turns on the device (core.device_turns)
     host: str = "127.0.0.1"
     port: int = 8000
     api_key: str | None = None
@@ -73,11 +76,16 @@ class ServeOptions:
 
 
 SERVED_KINDS = ("llm", "mllm", "embedding", "stt", "tts")
-PRIMARY_KINDS = ("llm", "mllm", "embedding")  # served through ``ServerState.engine`` (one per server for now)
+PRIMARY_KINDS = ("llm", "mllm", "embedding")  # each served through its own ServerState (engine, settings, parsers)
 
 
 def build_state(opts: ServeOptions, plugins: PluginManager | None = None) -> ServerState:
-    """Load plugins and every model, start their engines; returns what ``create_app`` needs."""
+    """Load plugins and every model, start their engines; returns what ``create_app`` needs.
+
+    Every model has its own engine thread (or process). With several models the engines share
+    the device through one ``DeviceTurns``: each unit of work (an LLM step, a Whisper decoder
+    token or encoder slice) is a turn, handed first come first served, so no model starves the
+    others."""
     mcp = _mcp_host(opts)  # a bad config fails before the model loads
     plugins = plugins or PluginManager(extra=opts.plugins)
     specs = list(opts.models) or [opts.model]
@@ -90,24 +98,33 @@ def build_state(opts: ServeOptions, plugins: PluginManager | None = None) -> Ser
                           "--tensor-parallel-size N or --pipeline-parallel-size N (N = the number of ranks)")
     if len(names) > len(specs):
         raise PluginError(f"{len(names)} --served-model-name for {len(specs)} models: give at most one per model")
-    llm_state: ServerState | None = None
+    aliases = _parse_aliases(opts.model_aliases)
+    device = DeviceTurns() if len(specs) > 1 and opts.device_turns else None
+    states: list[ServerState] = []  # one per LLM / embedding model, in CLI order
     served: list[ServedModel] = []
+    lazy = ("llm",) if use_engine_process(opts) else ()
+    loaded_models = [load_model(spec, plugins, kinds=SERVED_KINDS, runner=opts.runner, lazy_kinds=lazy)
+                     for spec in specs]
+    llms = sum(m.kind in ("llm", "mllm") for m in loaded_models)
+    if llms > 1 and opts.kv_cache_memory is None:  # the default KV share, divided among the LLMs
+        opts = dataclasses.replace(opts, kv_cache_memory=f"{DEFAULT_SHARE * 100 / llms:.1f}%")
     try:
-        for i, spec in enumerate(specs):
-            loaded = load_model(spec, plugins, kinds=SERVED_KINDS, runner=opts.runner,
-                                lazy_kinds=("llm",) if use_engine_process(opts) else ())
+        for i, (spec, loaded) in enumerate(zip(specs, loaded_models)):
             name = names[i] if i < len(names) else None
             if loaded.kind in PRIMARY_KINDS:
-                if llm_state is not None:
-                    raise PluginError("one server serves one LLM or embedding model for now (with any speech "
-                                      "models); serve the others separately")
-                llm_state = _build_primary(opts, plugins, loaded, spec, name, mcp)
-                served.append(llm_state.models[0])
+                state = _build_primary(opts, plugins, loaded, spec, name, aliases, first=not served,
+                                       device=device, mcp=mcp if loaded.kind != "embedding" else None)
+                states.append(state)
+                served.append(state.models[0])
             else:
-                served.append(_build_speech(loaded, spec, name))
+                served.append(_build_speech(loaded, spec, name, device))
             if [m.name for m in served].count(served[-1].name) > 1:
                 raise PluginError(f"two models are served as {served[-1].name!r}: name them with "
                                   "--served-model-name")
+        _check_aliases(aliases, served)
+        if mcp is not None and not any(st.loaded.kind != "embedding" for st in states):
+            what = f"{states[0].settings.served_model_name} is an embedding model" if states else "none is served"
+            raise PluginError(f"--mcp-config needs a generative model (the model calls the tools); {what}")
     except BaseException:
         for m in served:  # stop the engines already started
             if m.kind in PRIMARY_KINDS:
@@ -115,26 +132,35 @@ def build_state(opts: ServeOptions, plugins: PluginManager | None = None) -> Ser
             else:
                 m.runner.shutdown()
         raise
-    if llm_state is None:
-        if mcp is not None:
-            raise PluginError("--mcp-config needs a generative model (the model calls the tools); none is served")
+    if states:
+        top = states[0]
+    else:
         settings = ServerSettings(served_model_name=served[0].name, api_key=opts.api_key,
                                   allowed_origins=tuple(opts.allowed_origins))
-        llm_state = ServerState(engine=None, loaded=None, settings=settings)
-    llm_state.models = served
-    llm_state.settings.max_audio_bytes = opts.max_audio_bytes
-    llm_state.responses = _responses_store(opts)
-    return llm_state
+        top = ServerState(engine=None, loaded=None, settings=settings)
+    top.mcp = mcp
+    top.responses = _responses_store(opts)
+    for state in [top, *states]:
+        state.models = served  # every model's state finds every model (routing, errors naming them)
+        state.responses = top.responses  # one store: a Responses chain may switch models
+        state.settings.max_audio_bytes = opts.max_audio_bytes
+    top.device = device
+    return top
 
 
-def _build_speech(loaded, spec: str | None, name: str | None) -> ServedModel:
+def _build_speech(loaded, spec: str | None, name: str | None, device: DeviceTurns | None) -> ServedModel:
     from .speech.engine import SpeechEngine
 
     name = name or spec or str(loaded.path)
     log.info("model %s (%s loader, %s)", name, loaded.loader, loaded.kind)
     aliases = tuple(a for a in {spec, str(loaded.path)} if a and a != name)
-    return ServedModel(name=name, kind=loaded.kind, loaded=loaded, runner=SpeechEngine(name).start(),
-                       aliases=aliases)
+    units = 0
+    if device is not None and loaded.turn_units:
+        from .speech.turns import take_turns
+
+        units = take_turns(loaded.model, loaded.turn_units, device, name)
+    engine = SpeechEngine(name, device, steps_take_turns=not units).start()
+    return ServedModel(name=name, kind=loaded.kind, loaded=loaded, runner=engine, aliases=aliases)
 
 
 def _build_distributed(opts: ServeOptions, plugins: PluginManager, specs: list, names: list,
@@ -155,25 +181,26 @@ def _build_distributed(opts: ServeOptions, plugins: PluginManager, specs: list, 
     except DistributedError as exc:
         raise PluginError(str(exc)) from None
     log.info("rank %d of %d: %s parallel shard of %s loaded", group.rank(), group.size(), parallel.mode, specs[0])
-    state = _build_primary(opts, plugins, loaded, specs[0], names[0] if names else None, mcp, group=group)
+    aliases = _parse_aliases(opts.model_aliases)
+    state = _build_primary(opts, plugins, loaded, specs[0], names[0] if names else None, aliases, mcp=mcp,
+                           group=group)
+    _check_aliases(aliases, state.models)
+    state.responses = _responses_store(opts)
     state.settings.max_audio_bytes = opts.max_audio_bytes
     return state
 
 
 def _build_primary(opts: ServeOptions, plugins: PluginManager, loaded, spec: str | None,
-                   served_name: str | None, mcp: Any = None, group: Any = None) -> ServerState:
+                   served_name: str | None, alias_specs: list[tuple[str, str]], *, first: bool = True,
+                   device: DeviceTurns | None = None, mcp: Any = None, group: Any = None) -> ServerState:
     name = served_name or ("vllm-mlx-demo" if loaded.is_demo and spec is None else (spec or str(loaded.path)))
     aliases = tuple(a for a in {spec, str(loaded.path)} if a and a != name)
-    model_aliases = model_alias_names(opts.model_aliases, {name, "default", *aliases})
+    model_aliases = _aliases_for(alias_specs, {name, *aliases, *(("default",) if first else ())})
     if loaded.kind == "embedding":
-        import dataclasses
-
         from .serving_embeddings import build_embedding_state
 
-        if mcp is not None:
-            raise PluginError("--mcp-config needs a generative model (the model calls the tools); "
-                              f"{spec} is an embedding model")
-        state = build_embedding_state(dataclasses.replace(opts, model=spec, served_model_name=served_name), loaded)
+        state = build_embedding_state(dataclasses.replace(opts, model=spec, served_model_name=served_name), loaded,
+                                      device=device)
         state.settings.model_aliases = model_aliases
         state.models[0].patterns = model_aliases
         return state
@@ -210,6 +237,8 @@ def _build_primary(opts: ServeOptions, plugins: PluginManager, loaded, spec: str
         request_timeout=opts.request_timeout or None,
         cache_fingerprint=_fingerprint(loaded, policy.name, cache_options),
     )
+    if device is not None:
+        device.register(name)
     if group is not None:
         from .distributed.lockstep import LockstepEngine
 
@@ -217,9 +246,10 @@ def _build_primary(opts: ServeOptions, plugins: PluginManager, loaded, spec: str
             make_cache=lambda: policy.make_cache(loaded.model, cache_options), **engine_settings), group=group,
             timeout=opts.distributed_timeout, fingerprint=_group_fingerprint(loaded, policy.name, cache_options, opts))
     elif use_engine_process(opts) and (loaded.kind == "llm" or opts.engine_process):
-        engine = _engine_process(opts, loaded, policy.name, cache_options, engine_settings)
+        # its own process, taking turns with this process's engines through the shared DeviceTurns
+        engine = _engine_process(opts, loaded, policy.name, cache_options, engine_settings, device, name)
     else:
-        engine = Engine(loaded.model, loaded.tokenizer, vision=vision, config=EngineConfig(
+        engine = Engine(loaded.model, loaded.tokenizer, vision=vision, device=device, name=name, config=EngineConfig(
             make_cache=lambda: policy.make_cache(loaded.model, cache_options), **engine_settings))
     try:
         engine.start()
@@ -279,7 +309,8 @@ def use_engine_process(opts: ServeOptions) -> bool:
     return mx.default_device().type == mx.DeviceType.gpu
 
 
-def _engine_process(opts: ServeOptions, loaded, policy_name: str, cache_options, settings: dict):
+def _engine_process(opts: ServeOptions, loaded, policy_name: str, cache_options, settings: dict,
+                    device: DeviceTurns | None = None, name: str = "llm"):
     """``--engine-process``: the engine runs in a child process that loads the model itself; this
     process keeps the tokenizer; its model was loaded lazily (weights never read) or is dropped here."""
     import functools
@@ -293,7 +324,7 @@ def _engine_process(opts: ServeOptions, loaded, policy_name: str, cache_options,
     if loaded.kind != "llm":
         raise PluginError(f"--engine-process runs text models (llm) for now; {loaded.path} is a {loaded.kind} model")
     factory = functools.partial(_engine_in_child, str(loaded.path), list(opts.plugins), opts.runner, policy_name,
-                                cache_options, settings)
+                                cache_options, settings, device, name)
     vocab = _vocab_size(loaded.model, loaded.tokenizer)
     eos = set(getattr(loaded.tokenizer, "eos_token_ids", None) or [])
     loaded.model = None  # the child holds the weights; keep one copy in memory
@@ -303,12 +334,12 @@ def _engine_process(opts: ServeOptions, loaded, policy_name: str, cache_options,
 
 
 def _engine_in_child(path: str, plugin_specs: list[str], runner: str, policy_name: str, cache_options,
-                     settings: dict):
+                     settings: dict, device: DeviceTurns | None = None, name: str = "llm"):
     """Runs in the engine process: load the model as the server did, build (not start) its engine."""
     plugins = PluginManager(extra=plugin_specs)
     loaded = load_model(path, plugins, kinds=("llm",), runner=runner)
     policy = plugins.cache_policy_for(policy_name, loaded.model, loaded.config)
-    return Engine(loaded.model, loaded.tokenizer, config=EngineConfig(
+    return Engine(loaded.model, loaded.tokenizer, device=device, name=name, config=EngineConfig(
         make_cache=lambda: policy.make_cache(loaded.model, cache_options), **settings))
 
 
@@ -331,19 +362,30 @@ def _mcp_host(opts: ServeOptions):
     return McpHost(config, opts.mcp_options or HostOptions())
 
 
-def model_alias_names(specs: list[str], served: set[str]) -> tuple[str, ...]:
-    """``--model-alias NAME=SERVED`` (NAME may be a glob such as ``claude-*``) -> the NAME patterns.
-    One model is served, so SERVED must name it (or be ``default``)."""
-    names = []
+def _parse_aliases(specs: list[str]) -> list[tuple[str, str]]:
+    """``--model-alias NAME=SERVED`` (NAME may be a glob such as ``claude-*``) -> (NAME, SERVED) pairs."""
+    pairs = []
     for spec in specs:
         name, sep, target = spec.partition("=")
         if not sep or not name.strip() or not target.strip():
             raise PluginError(f"--model-alias {spec!r}: expected NAME=SERVED, e.g. 'claude-*=default'")
-        if target.strip() not in served:
-            raise PluginError(f"--model-alias {spec!r}: {target.strip()!r} is not the served model "
-                              f"(use 'default' or one of: {', '.join(sorted(served))})")
-        names.append(name.strip())
-    return tuple(names)
+        pairs.append((name.strip(), target.strip()))
+    return pairs
+
+
+def _aliases_for(pairs: list[tuple[str, str]], names: set[str]) -> tuple[str, ...]:
+    """The alias patterns whose SERVED is one of ``names`` (a model's name, its aliases, and
+    ``default`` for the first model)."""
+    return tuple(name for name, target in pairs if target in names)
+
+
+def _check_aliases(pairs: list[tuple[str, str]], served: list[ServedModel]) -> None:
+    claimed = {p for m in served for p in m.patterns}
+    for name, target in pairs:
+        if name not in claimed:
+            known = sorted({"default", *(n for m in served for n in (m.name, *m.aliases))})
+            raise PluginError(f"--model-alias {name}={target}: {target!r} is not the served model of an LLM "
+                              f"or embedding model (use 'default' or one of: {', '.join(known)})")
 
 
 def chat_template_text(tokenizer: Any) -> str | None:

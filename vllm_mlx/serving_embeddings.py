@@ -17,13 +17,14 @@ log = logging.getLogger("vllm_mlx")
 MAX_BATCH_TOKENS = 8192  # tokens per forward pass (rows x longest input, padding included)
 
 
-def build_embedding_state(opts: "ServeOptions", loaded: LoadedModel) -> ServerState:
+def build_embedding_state(opts: "ServeOptions", loaded: LoadedModel, device=None) -> ServerState:
     context = loaded.context_length or 4096
     max_model_len = min(opts.max_model_len, context) if opts.max_model_len else context
     if hasattr(loaded.model, "chunk_tokens"):  # DecoderEmbedder: long inputs run in chunks of this size
         loaded.model.chunk_tokens = opts.prefill_step_size
     engine = EmbeddingEngine(loaded.model, loaded.tokenizer, max_batch_tokens=MAX_BATCH_TOKENS,
-                             max_batch_size=opts.max_num_seqs).start()
+                             max_batch_size=opts.max_num_seqs, device=device,
+                             name=opts.served_model_name or opts.model or "embed").start()
     name = opts.served_model_name or opts.model or str(loaded.path)
     settings = ServerSettings(
         served_model_name=name,

@@ -240,3 +240,46 @@ def soak_cmd(url, model, streams, duration, max_requests, warmup, disconnect_rat
     except SoakError as exc:
         click.echo(f"error: {exc}", err=True)
         sys.exit(2)
+
+
+@bench.command("speech")
+@click.option("--llm", default=None, help="An mlx-lm model folder for the chat streams (e.g. one made by "
+                                          "shared/bench/make_model.py --size small); needed by 'interleave'.")
+@click.option("--whisper", default=None, help="A Whisper folder (default: a random bench-sized one is built).")
+@click.option("--kokoro", default=None, help="A Kokoro folder with voices/ (default: a random one is built).")
+@click.option("--scenarios", default="rtf,tts,interleave", show_default=True,
+              help="Comma-separated: rtf (HTTP vs mlx-audio), tts (streaming first chunk), interleave (chat ITL "
+                   "during a transcription).")
+@click.option("--audio-seconds", default=60.0, show_default=True, type=click.FloatRange(min=0.5),
+              help="Length of the transcribed audio.")
+@click.option("--streams", default=4, show_default=True, type=click.IntRange(1), help="Concurrent chat streams.")
+@click.option("--max-tokens", default=64, show_default=True, type=click.IntRange(2),
+              help="Tokens per chat stream (rounds repeat until the transcription ends).")
+@click.option("--repeats", default=3, show_default=True, type=click.IntRange(1),
+              help="rtf/tts: runs of each side; the best counts.")
+@click.option("--alone-rounds", default=4, show_default=True, type=click.IntRange(1),
+              help="interleave: chat rounds without a transcription (the baseline), half before, half after.")
+@click.option("--no-turns-too", "no_turns", is_flag=True,
+              help="interleave: measure again on a server started with --no-device-turns, for comparison.")
+@click.option("--label", default="", help="Free text copied into every JSON line.")
+@click.option("--json-out", default=None, type=click.Path(dir_okay=False), help="Also append the JSON lines here.")
+def speech_cmd(llm, whisper, kokoro, scenarios, audio_seconds, streams, max_tokens, repeats, alone_rounds, no_turns,
+               label, json_out):
+    """Speech serving: transcription real-time factor through HTTP vs mlx-audio directly, the first
+    streamed chunk of speech vs the whole synthesis, and chat inter-token latency while a long
+    transcription runs on the same server. One JSON line per scenario."""
+    from ..bench.speech import SpeechBenchConfig, SpeechBenchError, speech_bench
+
+    chosen = tuple(s.strip() for s in scenarios.split(",") if s.strip())
+    unknown = set(chosen) - {"rtf", "tts", "interleave"}
+    if unknown or not chosen:
+        raise click.BadParameter(f"unknown scenario(s) {sorted(unknown)}: use rtf, tts, interleave",
+                                 param_hint="--scenarios")
+    cfg = SpeechBenchConfig(llm=llm, whisper=whisper, kokoro=kokoro, scenarios=chosen, audio_seconds=audio_seconds,
+                            streams=streams, max_tokens=max_tokens, repeats=repeats, alone_rounds=alone_rounds,
+                            no_turns=no_turns, label=label)
+    try:
+        speech_bench(cfg, _reporter(json_out))
+    except SpeechBenchError as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(2)

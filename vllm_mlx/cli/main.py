@@ -55,6 +55,9 @@ def _limits(ctx, param, value):
                    "the same order. 'default' names the first model.")
 @click.option("--max-audio-bytes", default=25 * 1024 * 1024, show_default=True, type=click.IntRange(1),
               help="Largest audio upload for transcription (413 beyond).")
+@click.option("--device-turns/--no-device-turns", default=True, show_default=True,
+              help="Several models: their engines take turns on the device (an LLM step, a slice of a "
+                   "transcription window) so none starves the others. Off: they run side by side unchecked.")
 @click.option("--max-num-seqs", default=64, show_default=True, type=click.IntRange(1, 4096),
               help="Most sequences decoded together in one batch; more wait their turn.")
 @click.option("--max-queue", default=1024, show_default=True, type=click.IntRange(0),
@@ -155,8 +158,9 @@ def _limits(ctx, param, value):
 @click.option("--log-level", default="info", show_default=True,
               type=click.Choice(["critical", "error", "warning", "info", "debug"]), help="Logging detail.")
 @mcp_serve_options
-def serve(models, host, port, api_key, served_model_names, max_audio_bytes, max_num_seqs, max_queue, max_model_len,
-          prefill_step_size, prefill_batch_size, engine_process, plugins, reasoning_parser, tool_call_parser, model_aliases, ping_interval,
+def serve(models, host, port, api_key, served_model_names, max_audio_bytes, device_turns, max_num_seqs, max_queue,
+          max_model_len, prefill_step_size, prefill_batch_size, engine_process, plugins, reasoning_parser,
+          tool_call_parser, model_aliases, ping_interval,
           enable_auto_tool_choice, default_chat_template_kwargs, allowed_origins,
           cache_policy, kv_cache_memory, block_size, enable_prefix_caching, kv_cache_bits, kv_cache_group_size,
           sliding_window, prefix_cache_dir, request_timeout, shutdown_timeout, runner, continuous_batching,
@@ -183,7 +187,7 @@ def serve(models, host, port, api_key, served_model_names, max_audio_bytes, max_
     models = models or ((model_option,) if model_option else ())
     opts = ServeOptions(
         models=list(models), served_model_names=list(served_model_names), max_audio_bytes=max_audio_bytes,
-        host=host, port=port, api_key=api_key or None,
+        device_turns=device_turns, host=host, port=port, api_key=api_key or None,
         max_num_seqs=max_num_seqs, max_queue=max_queue, max_model_len=max_model_len, prefill_step_size=prefill_step_size,
         prefill_batch_size=prefill_batch_size, engine_process=engine_process, plugins=list(plugins), reasoning_parser=reasoning_parser, tool_call_parser=tool_call_parser,
         enable_auto_tool_choice=enable_auto_tool_choice,

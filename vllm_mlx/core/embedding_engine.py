@@ -23,6 +23,7 @@ from typing import Any, Callable
 
 import mlx.core as mx
 
+from .device_turns import maybe_turn
 from .engine import EngineCounters
 from .metrics import Metrics
 
@@ -64,8 +65,10 @@ class EmbeddingEngine:
     """
 
     def __init__(self, model: Any, tokenizer: Any = None, *, max_batch_tokens: int = 8192,
-                 max_batch_size: int = 64):
+                 max_batch_size: int = 64, device: Any = None, name: str = "embed"):
         self.model = model
+        self.device = device  # core.device_turns.DeviceTurns shared with the server's other engines
+        self.name = name
         self.tokenizer = tokenizer
         self.max_batch_tokens = max_batch_tokens
         self.max_batch_size = max_batch_size
@@ -87,7 +90,7 @@ class EmbeddingEngine:
     # -- lifecycle ---------------------------------------------------------
     def start(self) -> "EmbeddingEngine":
         if self._thread is None:
-            self._thread = threading.Thread(target=self._run, name="vllm-mlx-embed", daemon=True)
+            self._thread = threading.Thread(target=self._run, name=f"vllm-mlx-embed-{self.name}", daemon=True)
             self.state = "running"
             self._thread.start()
         return self
@@ -180,8 +183,9 @@ class EmbeddingEngine:
     def _run_batch(self, batch: list[_Item]) -> None:
         self.num_running = len(batch)
         try:
-            vectors = self.model.embed([it.job.inputs[it.index] for it in batch])
-            rows = _finish(vectors, [it.job.dimensions for it in batch])
+            with maybe_turn(self.device, self.name):  # one batch is one turn on a shared device
+                vectors = self.model.embed([it.job.inputs[it.index] for it in batch])
+                rows = _finish(vectors, [it.job.dimensions for it in batch])
         except Exception as exc:  # noqa: BLE001 - fail the requests of this batch only
             self._fail({id(it.job): it.job for it in batch}.values(), exc)
             return

@@ -21,6 +21,7 @@ from typing import Any, Callable
 import mlx.core as mx
 from mlx_lm.models.cache import make_prompt_cache
 
+from .device_turns import DeviceTurns, maybe_turn
 from .kv_blocks import BlockPool
 from .kv_budget import GiB, kv_budget
 from .kv_layers import per_token_bytes, shareable
@@ -82,8 +83,11 @@ class Engine:
     to its ``sink`` on the engine thread. Call ``start`` once, ``shutdown`` at the end.
     """
 
-    def __init__(self, model, tokenizer, config: EngineConfig | None = None, vision: Any = None):
+    def __init__(self, model, tokenizer, config: EngineConfig | None = None, vision: Any = None,
+                 device: DeviceTurns | None = None, name: str = "llm"):
         self.model = model
+        self.name = name
+        self.device = device  # shared with the server's other engines: each step is one turn on it
         self.vision = vision  # core.vision.VisionPrefill for a vision-language model, else None
         self.tokenizer = tokenizer
         self.config = config or EngineConfig()
@@ -108,7 +112,7 @@ class Engine:
     def start(self) -> "Engine":
         if self._thread is not None:
             return self
-        self._thread = threading.Thread(target=self._run, name="vllm-mlx-engine", daemon=True)
+        self._thread = threading.Thread(target=self._run, name=f"vllm-mlx-engine-{self.name}", daemon=True)
         self._thread.start()
         self._ready.wait()
         if self.start_error is not None:
@@ -239,7 +243,8 @@ class Engine:
                         self._deliver(expired)
                     if not sched.has_work():
                         continue
-                events = sched.step()
+                with maybe_turn(self.device, self.name):  # the step evaluates its tokens inside
+                    events = sched.step()
             except Exception as exc:  # noqa: BLE001 - keep serving after a bad step
                 self._recover(exc)
                 self._num_waiting = self._num_running = 0

@@ -35,6 +35,11 @@ class LoadedModel:
     default_tool_parser: str | None = None
     is_demo: bool = False
     context_length: int | None = None
+    # Dotted paths (from ``model``) of the submodules whose every call is one unit of work on a
+    # device shared with other engines (a path naming a list: each item). A speech model whose
+    # one step is long (a 30 s Whisper window) names its encoder blocks and decoder here, so an
+    # LLM's decode steps interleave with it; empty: each engine step is one unit.
+    turn_units: tuple[str, ...] = ()
 
 
 class ModelLoader:

@@ -39,8 +39,8 @@ def create_app(state: ServerState) -> Litestar:
 
     def on_shutdown() -> None:
         for model in state.models:
-            if model.runner is state.engine:
-                state.engine.engine.shutdown()
+            if model.state is not None:  # an LLM's or embedding model's engine front
+                model.runner.engine.shutdown()
             else:
                 model.runner.shutdown()
 

@@ -11,9 +11,12 @@ GENERATION_PATHS = ("/v1/chat/completions", "/v1/completions", "/v1/messages", "
 
 
 async def reject_wrong_kind(request: Request) -> None:
-    """Litestar ``before_request`` hook (runs after routing, so unknown paths stay 404)."""
+    """Litestar ``before_request`` hook (runs after routing, so unknown paths stay 404). With a
+    generative model served too, the route's ``check_model`` answers by the requested model."""
     state = request.app.state.server
-    if state.loaded is not None and state.loaded.kind == "embedding" and request.url.path.startswith(GENERATION_PATHS):
+    generative = any(m.kind in ("llm", "mllm") for m in state.models)
+    if not generative and state.loaded is not None and state.loaded.kind == "embedding" \
+            and request.url.path.startswith(GENERATION_PATHS):
         raise bad_request(f"The model `{state.settings.served_model_name}` is an embedding model: it serves "
                           f"/v1/embeddings (and /tokenize, /detokenize), not {request.url.path}. Serve a chat model "
                           "for generation.", param="model", code="model_not_supported")

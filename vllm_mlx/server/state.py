@@ -46,6 +46,7 @@ class ServedModel:
     runner: Any
     aliases: tuple[str, ...] = ()
     patterns: tuple[str, ...] = ()  # --model-alias names, globs allowed ("claude-*")
+    state: Any = None  # an LLM's or embedding model's own ServerState (its engine, settings, parsers)
 
     def answers_to(self, name: str) -> bool:
         return name == self.name or name in self.aliases or any(fnmatchcase(name, p) for p in self.patterns)
@@ -75,12 +76,17 @@ class ServerState:
     responses: ResponsesStore = field(default_factory=ResponsesStore)  # stored Responses (LRU, in memory)
 
     models: list[ServedModel] = field(default_factory=list)  # in CLI order; the first is "default"
+    device: Any = None  # core.device_turns.DeviceTurns the engines share (several models), else None
 
     def __post_init__(self) -> None:
         if not self.models and self.engine is not None:  # one LLM, built the single-model way
             self.models = [ServedModel(self.settings.served_model_name, self.loaded.kind if self.loaded else "llm",
                                        self.loaded, self.engine, self.settings.aliases,
-                                       self.settings.model_aliases)]
+                                       self.settings.model_aliases, state=self)]
+
+    def primary_states(self) -> list["ServerState"]:
+        """The ServerState of every LLM and embedding model, in order."""
+        return [m.state for m in self.models if m.state is not None]
 
     def find(self, name: str | None) -> ServedModel | None:
         """The model a request names (None or "default": the first served)."""

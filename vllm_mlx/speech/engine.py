@@ -5,6 +5,11 @@ transcription, one sentence of speech). The thread runs one step of each waiting
 in turn, so a long transcription does not hold a short one up, and each step's result
 is handed to the event loop as soon as it is ready (that is what streaming sends).
 The event loop never calls MLX; the LLM engine runs on its own thread beside this one.
+
+Engines of one server share the device through ``core.device_turns``: a model whose loader
+names turn units (Whisper: each encoder block and each decoder token) takes one turn per
+unit, so an LLM's decode steps interleave with a transcription window; any other model
+takes one turn per step.
 """
 
 from __future__ import annotations
@@ -17,6 +22,8 @@ import threading
 from typing import Any, AsyncIterator, Callable, Iterator
 
 import mlx.core as mx
+
+from ..core.device_turns import DeviceTurns, maybe_turn
 
 log = logging.getLogger("vllm_mlx.speech")
 
@@ -39,8 +46,10 @@ class _Job:
 
 
 class SpeechEngine:
-    def __init__(self, name: str):
+    def __init__(self, name: str, device: DeviceTurns | None = None, steps_take_turns: bool = True):
         self.name = name
+        self.device = device
+        self._step_turns = device if steps_take_turns else None  # None: the model's units take them
         self.state = "created"
         self.jobs_done = 0
         self.jobs_failed = 0
@@ -116,7 +125,8 @@ class SpeechEngine:
         try:
             if job.steps is None:
                 job.steps = iter(job.make())
-            item = next(job.steps)
+            with maybe_turn(self._step_turns, self.name):
+                item = next(job.steps)
         except StopIteration:
             self.jobs_done += 1
             job.emit(_DONE)

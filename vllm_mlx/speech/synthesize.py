@@ -13,13 +13,15 @@ import numpy as np
 # Kokoro's voice prefixes: the first letter names the language
 LANGUAGES = {"a": "en-us", "b": "en-gb", "e": "es", "f": "fr", "h": "hi", "i": "it", "j": "ja", "p": "pt-br",
              "z": "zh"}
+ESPEAK_EXTRA = 'pip install "vllm-mlx[audio-espeak]" (phonemizer-fork + espeakng-loader, which bundles espeak-ng; GPL-3.0)'
+ENGLISH = ('pip install "misaki[en]" and spaCy\'s English model, once, where the internet is reachable: '
+           "python -m spacy download en_core_web_sm")
 G2P_INSTALL = {
-    "a": "pip install 'misaki[en]' (downloads spaCy's en_core_web_sm on first use)",
-    "b": "pip install 'misaki[en]' (downloads spaCy's en_core_web_sm on first use)",
-    "e": "pip install misaki phonemizer-fork espeakng-loader", "f": "pip install misaki phonemizer-fork espeakng-loader",
-    "h": "pip install misaki phonemizer-fork espeakng-loader", "i": "pip install misaki phonemizer-fork espeakng-loader",
-    "p": "pip install misaki phonemizer-fork espeakng-loader",
-    "j": "pip install 'misaki[ja]' unidic-lite", "z": "pip install 'misaki[zh]'",
+    "a": ENGLISH, "b": ENGLISH,
+    "e": ESPEAK_EXTRA, "f": ESPEAK_EXTRA, "h": ESPEAK_EXTRA, "i": ESPEAK_EXTRA, "p": ESPEAK_EXTRA,
+    "j": 'pip install "misaki[ja]" pyopenjtalk unidic-lite (pyopenjtalk builds from source where it has no wheel, '
+         "and fetches its dictionary on first use)",
+    "z": 'pip install "vllm-mlx[audio]" (misaki[zh])',
 }
 _SENTENCE_END = re.compile(r"(?<=[.!?。！？;:])\s+|\n+")
 
@@ -32,6 +34,24 @@ def list_voices(path: Path) -> dict[str, str]:
     """voice name -> language code, from ``voices/*.safetensors``."""
     voices = sorted(p.stem for p in (path / "voices").glob("*.safetensors"))
     return {v: LANGUAGES.get(v[:1], "unknown") for v in voices}
+
+
+def _check_offline_data(lang: str) -> None:
+    """Fail at once where a G2P would download data on first use: misaki's English G2P runs
+    ``spacy.cli.download`` (a pip install) when en_core_web_sm is missing, and pyopenjtalk
+    fetches its dictionary; offline either would hang the request until a network timeout."""
+    import importlib.util
+
+    if lang in ("a", "b") and importlib.util.find_spec("spacy") is not None \
+            and importlib.util.find_spec("en_core_web_sm") is None:
+        raise RuntimeError("spaCy's en_core_web_sm is not installed (misaki would try to download it)")
+    if lang == "j" and importlib.util.find_spec("pyopenjtalk") is not None:
+        import pyopenjtalk
+
+        folder = getattr(pyopenjtalk, "OPEN_JTALK_DICT_DIR", b"")
+        folder = folder.decode() if isinstance(folder, bytes) else str(folder)
+        if not folder or not Path(folder).exists():
+            raise RuntimeError("pyopenjtalk's dictionary is not downloaded yet (it would fetch it now)")
 
 
 def split_sentences(text: str) -> list[str]:
@@ -53,6 +73,7 @@ class KokoroRunner:
         """The G2P for a Kokoro language letter; ``G2PUnavailable`` when its packages are missing."""
         if lang not in self._g2p:
             try:
+                _check_offline_data(lang)
                 from mlx_audio.tts.models.kokoro.pipeline import KokoroPipeline
 
                 self._g2p[lang] = KokoroPipeline(lang_code=lang, model=False, repo_id="local",

@@ -24,8 +24,12 @@ class WindowResult:
 
 def transcription_steps(model: Any, audio: np.ndarray, *, task: str = "transcribe", language: str | None = None,
                         prompt: str | None = None, temperature: float = 0.0,
-                        words: bool = False) -> Iterator[WindowResult]:
-    """Yields one ``WindowResult`` per 30 s window; runs on the speech engine thread."""
+                        words: bool = False, timestamps: bool = True) -> Iterator[WindowResult]:
+    """Yields one ``WindowResult`` per 30 s window; runs on the speech engine thread.
+
+    ``timestamps=False`` (json and text replies need no times) decodes in Whisper's
+    no-timestamps mode: one decoding pass per window. With timestamps, mlx-audio re-seeks to
+    the last timestamp inside the window and decodes the rest again, as OpenAI's Whisper does."""
     import mlx.core as mx
 
     window = WINDOW_SECONDS * RATE
@@ -35,7 +39,8 @@ def transcription_steps(model: Any, audio: np.ndarray, *, task: str = "transcrib
         # offline use; OpenAI's API takes one temperature
         out = model.generate(mx.array(audio[start:start + window]), language=language, task=task,
                              temperature=float(temperature), initial_prompt=prompt if index == 0 else None,
-                             word_timestamps=words, verbose=None, fp16=model.dtype == mx.float16)
+                             word_timestamps=words, return_timestamps=timestamps or words, verbose=None,
+                             fp16=model.dtype == mx.float16)
         language = language or out.language
         end = min(start + window, len(audio)) / RATE
         segments = _ordered([_shift(s, offset) for s in (out.segments or [])], offset, end)

@@ -46,7 +46,12 @@ class KokoroLoader(ModelLoader):
         runner = KokoroRunner(model, path)
         if not runner.voices:
             raise RuntimeError(f"{path} has no voices (voices/*.safetensors)")
-        return LoadedModel(model=runner, tokenizer=None, kind="tts", config=config, path=path, loader=self.name)
+        # one sentence's stages, each a turn on a device shared with other engines (the generator's
+        # upsampling and residual blocks are the long ones)
+        units = ("model.bert", "model.predictor.text_encoder", "model.text_encoder", "model.decoder.encode",
+                 "model.decoder.decode", "model.decoder.generator.ups", "model.decoder.generator.resblocks")
+        return LoadedModel(model=runner, tokenizer=None, kind="tts", config=config, path=path, loader=self.name,
+                           turn_units=units)
 
 
 @hookimpl

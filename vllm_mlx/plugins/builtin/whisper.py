@@ -29,6 +29,8 @@ class WhisperLoader(ModelLoader):
             from mlx_audio.stt.models.whisper.whisper import Model, ModelDimensions
         except ImportError as exc:
             raise RuntimeError("Whisper models need mlx-audio: pip install 'vllm-mlx[audio]'") from exc
+        from ...speech.whisper_units import split_encoder_block
+
         on_gpu = mx.default_device() == mx.gpu and mx.metal.is_available()
         dtype = mx.float16 if on_gpu else mx.float32
         model = Model(ModelDimensions.from_dict(config), dtype=dtype)
@@ -50,7 +52,10 @@ class WhisperLoader(ModelLoader):
             raise RuntimeError(f"{path} has no Whisper tokenizer/processor files (tokenizer.json, "
                                "preprocessor_config.json)")
         return LoadedModel(model=model, tokenizer=model._processor.tokenizer, kind="stt", config=config,
-                           path=path, loader=self.name, context_length=model.dims.n_text_ctx)
+                           path=path, loader=self.name, context_length=model.dims.n_text_ctx,
+                           # a 30 s window is one encoder pass and up to n_text_ctx decoder calls: each
+                           # decoder call is one turn on a shared device, each encoder block several
+                           turn_units=(("encoder.blocks", split_encoder_block), "decoder"))
 
 
 @hookimpl

@@ -10,14 +10,14 @@ from ..adapters.chat import complete_chat, stream_chat, to_chat_request
 from ..pipeline import load_media, prepare
 from ..schemas.chat import ChatCompletionRequest
 from ..streaming import SSE_HEADERS
-from .common import check_model, decode_body, server_state, unless_disconnected
+from .common import GENERATIVE, check_model, decode_body, server_state, unless_disconnected
 
 
 @post("/v1/chat/completions", status_code=200)
 async def chat_completions(request: Request) -> Response:
     state = server_state(request)
     req = await decode_body(request, ChatCompletionRequest)
-    check_model(state, req.model)
+    state = check_model(state, req.model, GENERATIVE)
     if req.tools and any(isinstance(t, dict) and t.get("type") == "mcp" for t in req.tools):
         from ...mcp_host.loop import mcp_chat  # MCP tools: the server runs the tool loop
 

@@ -61,10 +61,15 @@ def server_state(request: Request) -> ServerState:
     return request.app.state.server
 
 
-def check_model(state: ServerState, name: str | None) -> None:
-    """404 for a model this server does not serve, 400 for a speech model (the routes that call
-    this serve the primary model: an LLM, or an embedding model, whose routes check further)."""
-    served_model(state, name, ("llm", "mllm", "embedding"))
+GENERATIVE = ("llm", "mllm")
+PRIMARY = ("llm", "mllm", "embedding")
+
+
+def check_model(state: ServerState, name: str | None, kinds: tuple[str, ...] = PRIMARY) -> ServerState:
+    """The named model's own state (its engine, settings, parsers): 404 for a model this server
+    does not serve, 400 for a model of another kind (generation routes pass ``GENERATIVE``)."""
+    found = served_model(state, name, kinds)
+    return found.state if found.state is not None else state
 
 
 def served_model(state: ServerState, name: str | None, kinds: tuple[str, ...]) -> ServedModel:

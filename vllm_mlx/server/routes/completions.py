@@ -16,7 +16,7 @@ from ..schemas.common import Usage
 from ..schemas.completions import Completion, CompletionChoice, CompletionLogprobs, CompletionRequest
 from ..streaming import SSE_HEADERS, guarded_sse, sse
 from .common import (
-    check_capacity, check_model, check_prompt_ids, decode_body, now, server_state, unless_disconnected,
+    GENERATIVE, check_capacity, check_model, check_prompt_ids, decode_body, now, server_state, unless_disconnected,
 )
 
 
@@ -51,7 +51,7 @@ def _prompts(req: CompletionRequest, tokenizer, vocab_size: int) -> list[tuple[s
 async def completions(request: Request) -> Response:
     state = server_state(request)
     req = await decode_body(request, CompletionRequest)
-    check_model(state, req.model)
+    state = check_model(state, req.model, GENERATIVE)
     if req.suffix:
         raise bad_request("suffix is not supported", param="suffix")
     engine = state.engine

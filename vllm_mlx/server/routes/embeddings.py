@@ -27,7 +27,7 @@ T = TypeVar("T")
 async def embeddings(request: Request) -> Response:
     state = server_state(request)
     req = await decode_body(request, EmbeddingRequest, free_form=False)
-    check_model(state, req.model)
+    state = check_model(state, req.model)
     if state.loaded.kind != "embedding":
         raise bad_request(f"The model `{state.settings.served_model_name}` is a {state.loaded.kind} model and "
                           "makes no embeddings. Serve an embedding model (sentence-transformers metadata), or "

@@ -58,6 +58,8 @@ async def health(request: Request) -> Response:
             "kv_cache": core.kv_stats(),
             "vision": _vision_stats(core),
         })
+    if state.device is not None:  # several models: their turns on the shared device
+        body["device_turns"] = state.device.stats()
     body["process"] = {"rss_bytes": _rss_bytes(), "mlx_active_bytes": mx.get_active_memory(),
                        "mlx_cache_bytes": mx.get_cache_memory(), "mlx_peak_bytes": mx.get_peak_memory()}
     body["uptime_s"] = round(time.time() - state.started_at, 1)
@@ -69,9 +71,9 @@ def _model_health(model: ServedModel) -> dict:
     runner = model.runner
     if hasattr(runner, "health"):
         details = runner.health()
-    else:  # an LLM's AsyncEngine
+    else:  # an LLM's AsyncEngine (or an embedding model's AsyncEmbedder)
         details = {"state": runner.engine.state, "running": runner.engine.num_running,
-                   "waiting": runner.engine.num_waiting}
+                   "waiting": runner.engine.num_waiting, "steps": runner.engine.counters.steps}
     return {"name": model.name, "kind": model.kind, "loader": model.loaded.loader if model.loaded else "",
             **details}
 
@@ -100,9 +102,7 @@ def _rss_bytes() -> int | None:
         return None
 
 
-def _histogram(lines: list[str], name: str, help_text: str, hist: Histogram, label: str) -> None:
-    lines.append(f"# HELP {name} {help_text}")
-    lines.append(f"# TYPE {name} histogram")
+def _histogram(lines: list[str], name: str, hist: Histogram, label: str) -> None:
     for bound, count in hist.cumulative():
         lines.append(f'{name}_bucket{{{label},le="{bound}"}} {count}')
     lines.append(f"{name}_sum{{{label}}} {hist.total}")
@@ -111,51 +111,52 @@ def _histogram(lines: list[str], name: str, help_text: str, hist: Histogram, lab
 
 @get("/metrics")
 async def metrics(request: Request) -> Response:
+    """One sample per metric and model (``model_name`` label) for every LLM and embedding model."""
     state = server_state(request)
-    if state.engine is None:
-        return Response(content="", media_type="text/plain; version=0.0.4")
+    families: dict[str, tuple[str, str, list[str]]] = {}  # name -> (help, type, samples), in first-seen order
+    for st in state.primary_states():
+        _model_metrics(st, families)
+    lines = []
+    for name, (help_text, kind, samples) in families.items():
+        lines += [f"# HELP {name} {help_text}", f"# TYPE {name} {kind}", *samples]
+    return Response(content="\n".join(lines) + "\n" if lines else "", media_type="text/plain; version=0.0.4")
+
+
+def _model_metrics(state, families: dict) -> None:
     core = state.engine.engine
     m = state.engine.metrics
     label = f'model_name="{state.settings.served_model_name}"'
-    lines = [
-        "# HELP vllm:num_requests_running Number of requests in the running batch.",
-        "# TYPE vllm:num_requests_running gauge",
-        f"vllm:num_requests_running{{{label}}} {core.num_running}",
-        "# HELP vllm:num_requests_waiting Number of requests waiting to join the batch.",
-        "# TYPE vllm:num_requests_waiting gauge",
-        f"vllm:num_requests_waiting{{{label}}} {core.num_waiting}",
-        "# HELP vllm:prompt_tokens_total Prompt tokens processed.",
-        "# TYPE vllm:prompt_tokens_total counter",
-        f"vllm:prompt_tokens_total{{{label}}} {m.prompt_tokens}",
-        "# HELP vllm:generation_tokens_total Tokens generated.",
-        "# TYPE vllm:generation_tokens_total counter",
-        f"vllm:generation_tokens_total{{{label}}} {m.generation_tokens}",
-        "# HELP vllm:request_success_total Finished requests, by finish reason.",
-        "# TYPE vllm:request_success_total counter",
-    ]
-    for reason, count in sorted(m.finished.items()):
-        lines.append(f'vllm:request_success_total{{{label},finished_reason="{reason}"}} {count}')
+
+    def add(name: str, help_text: str, kind: str, *samples: str) -> None:
+        families.setdefault(name, (help_text, kind, []))[2].extend(samples)
+
+    add("vllm:num_requests_running", "Number of requests in the running batch.", "gauge",
+        f"vllm:num_requests_running{{{label}}} {core.num_running}")
+    add("vllm:num_requests_waiting", "Number of requests waiting to join the batch.", "gauge",
+        f"vllm:num_requests_waiting{{{label}}} {core.num_waiting}")
+    add("vllm:prompt_tokens_total", "Prompt tokens processed.", "counter",
+        f"vllm:prompt_tokens_total{{{label}}} {m.prompt_tokens}")
+    add("vllm:generation_tokens_total", "Tokens generated.", "counter",
+        f"vllm:generation_tokens_total{{{label}}} {m.generation_tokens}")
+    add("vllm:request_success_total", "Finished requests, by finish reason.", "counter",
+        *[f'vllm:request_success_total{{{label},finished_reason="{reason}"}} {count}'
+          for reason, count in sorted(m.finished.items())])
     kv = core.kv_stats()
     if kv:
-        lines += [
-            "# HELP vllm:kv_cache_usage_perc KV cache usage (1 = full): blocks held by running sequences.",
-            "# TYPE vllm:kv_cache_usage_perc gauge",
-            f"vllm:kv_cache_usage_perc{{{label}}} {kv['usage']}",
-            "# HELP vllm:prefix_cache_queries Prompt tokens looked up in the prefix cache.",
-            "# TYPE vllm:prefix_cache_queries counter",
-            f"vllm:prefix_cache_queries{{{label}}} {kv['prefix_queries']}",
-            "# HELP vllm:prefix_cache_hits Prompt tokens found in the prefix cache.",
-            "# TYPE vllm:prefix_cache_hits counter",
-            f"vllm:prefix_cache_hits{{{label}}} {kv['prefix_hits']}",
-            "# HELP vllm:num_preemptions_total Sequences preempted for lack of KV memory.",
-            "# TYPE vllm:num_preemptions_total counter",
-            f"vllm:num_preemptions_total{{{label}}} {kv['preemptions']}",
-            "# HELP vllm_mlx:kv_cache_blocks KV blocks by use (total, working, cached).",
-            "# TYPE vllm_mlx:kv_cache_blocks gauge",
-        ]
-        for use in ("total", "working", "cached"):
-            lines.append(f'vllm_mlx:kv_cache_blocks{{{label},use="{use}"}} {kv["blocks_" + use]}')
-    _histogram(lines, "vllm:time_to_first_token_seconds", "Time to first token.", m.ttft, label)
-    _histogram(lines, "vllm:inter_token_latency_seconds", "Time between output tokens.", m.itl, label)
-    _histogram(lines, "vllm:e2e_request_latency_seconds", "Request latency, arrival to finish.", m.e2e, label)
-    return Response(content="\n".join(lines) + "\n", media_type="text/plain; version=0.0.4")
+        add("vllm:kv_cache_usage_perc", "KV cache usage (1 = full): blocks held by running sequences.", "gauge",
+            f"vllm:kv_cache_usage_perc{{{label}}} {kv['usage']}")
+        add("vllm:prefix_cache_queries", "Prompt tokens looked up in the prefix cache.", "counter",
+            f"vllm:prefix_cache_queries{{{label}}} {kv['prefix_queries']}")
+        add("vllm:prefix_cache_hits", "Prompt tokens found in the prefix cache.", "counter",
+            f"vllm:prefix_cache_hits{{{label}}} {kv['prefix_hits']}")
+        add("vllm:num_preemptions_total", "Sequences preempted for lack of KV memory.", "counter",
+            f"vllm:num_preemptions_total{{{label}}} {kv['preemptions']}")
+        add("vllm_mlx:kv_cache_blocks", "KV blocks by use (total, working, cached).", "gauge",
+            *[f'vllm_mlx:kv_cache_blocks{{{label},use="{use}"}} {kv["blocks_" + use]}'
+              for use in ("total", "working", "cached")])
+    for name, help_text, hist in (("vllm:time_to_first_token_seconds", "Time to first token.", m.ttft),
+                                  ("vllm:inter_token_latency_seconds", "Time between output tokens.", m.itl),
+                                  ("vllm:e2e_request_latency_seconds", "Request latency, arrival to finish.", m.e2e)):
+        samples: list[str] = []
+        _histogram(samples, name, hist, label)
+        add(name, help_text, "histogram", *samples)

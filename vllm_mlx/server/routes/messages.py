@@ -14,14 +14,14 @@ from ..adapters.anthropic_request import to_chat_request
 from ..pipeline import prepare, render_prompt
 from ..schemas.anthropic import CountTokensRequest, MessagesRequest, TokenCount
 from ..streaming import SSE_HEADERS
-from .common import check_model, decode_body, server_state, unless_disconnected
+from .common import GENERATIVE, check_model, decode_body, server_state, unless_disconnected
 
 
 @post("/v1/messages", status_code=200)
 async def messages(request: Request) -> Response:
     state = server_state(request)
     req = await decode_body(request, MessagesRequest)
-    check_model(state, req.model)
+    state = check_model(state, req.model, GENERATIVE)
     gen = await prepare(state, to_chat_request(req)).start()
     # SSE is chosen by the body's `stream`: both SDKs send `Accept: application/json` either way
     if req.stream:
@@ -34,6 +34,6 @@ async def messages(request: Request) -> Response:
 async def count_tokens(request: Request) -> Response:
     state = server_state(request)
     req = await decode_body(request, CountTokensRequest)
-    check_model(state, req.model)
+    state = check_model(state, req.model, GENERATIVE)
     ids = render_prompt(state, to_chat_request(req))
     return Response(content=msgspec.json.encode(TokenCount(input_tokens=len(ids))), media_type="application/json")

@@ -33,7 +33,7 @@ def _card(state, m: ServedModel, name: str, created: int) -> ModelCard:
     return ModelCard(id=name, created=created, root=str(m.loaded.path or "") if m.loaded else None,
                      display_name=name, kind=m.kind, model_type=m.kind,
                      created_at=datetime.fromtimestamp(created, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
-                     max_model_len=state.settings.max_model_len if m.runner is state.engine else None,
+                     max_model_len=m.state.settings.max_model_len if m.state is not None else None,
                      description=description)
 
 

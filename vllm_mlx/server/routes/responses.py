@@ -15,7 +15,7 @@ from ..pipeline import prepare
 from ..responses_store import StoredResponse
 from ..schemas.responses import DeletedResponse, InputItemList, ResponseObject, ResponsesRequest
 from ..streaming import SSE_HEADERS
-from .common import check_model, decode_body, server_state, unless_disconnected
+from .common import GENERATIVE, check_model, decode_body, server_state, unless_disconnected
 
 
 def _json(obj) -> Response:
@@ -30,7 +30,7 @@ def _not_found(response_id: str) -> APIError:
 async def create_response(request: Request) -> Response:
     state = server_state(request)
     req = await decode_body(request, ResponsesRequest)
-    check_model(state, req.model)
+    state = check_model(state, req.model, GENERATIVE)
     past = history(state.responses, req.previous_response_id)
     items = input_items(req)
 

@@ -28,7 +28,7 @@ def _tokenizer(state: ServerState) -> Any:
 async def tokenize(request: Request) -> Response:
     state = server_state(request)
     req = await decode_body(request, TokenizeRequest)
-    check_model(state, req.model)
+    state = check_model(state, req.model)
     tokenizer = _tokenizer(state)
     if (req.prompt is None) == (req.messages is None):
         raise bad_request("Send either `prompt` (text) or `messages` (a chat), not both or neither",
@@ -57,7 +57,7 @@ async def tokenize(request: Request) -> Response:
 async def detokenize(request: Request) -> Response:
     state = server_state(request)
     req = await decode_body(request, DetokenizeRequest, free_form=False)
-    check_model(state, req.model)
+    state = check_model(state, req.model)
     tokenizer = _tokenizer(state)
     size = len(tokenizer)
     for t in req.tokens:

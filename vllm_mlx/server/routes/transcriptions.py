@@ -48,7 +48,8 @@ async def _stt(request: Request, task: str) -> Response:
 
     def steps():
         return transcription_steps(whisper, audio, task=task, language=language, prompt=form.prompt,
-                                   temperature=form.temperature, words=words)
+                                   temperature=form.temperature, words=words,
+                                   timestamps=form.response_format in ("verbose_json", "srt", "vtt"))
 
     usage = TranscriptionUsage(seconds=duration)
     if form.stream:
