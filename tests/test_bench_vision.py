@@ -11,7 +11,7 @@ import sys
 def test_bench_vision_tiny(tmp_path):
     out = subprocess.run([sys.executable, "-m", "vllm_mlx.cli.main", "bench", "vision", "--size", "tiny",
                           "--model-dir", str(tmp_path / "models"), "--conc", "3", "--max-tokens", "4",
-                          "--repeats", "1", "--turns", "2", "--compare-conc", "1,3", "--picture-side", "64",
+                          "--repeats", "1", "--turns", "2", "--compare-conc", "1,3", "--compare-rounds", "1", "--picture-side", "64",
                           "--label", "ci", "--json-out", str(tmp_path / "out.jsonl")],
                          capture_output=True, text=True, timeout=600)
     assert out.returncode == 0, out.stderr[-3000:]
@@ -38,5 +38,5 @@ def test_bench_vision_tiny(tmp_path):
     for server in ("vllm-mlx", "mlx_vlm.server"):
         levels = by["compare", server]
         assert [line["conc"] for line in levels] == [1, 3] and all(line["media"] == "image" for line in levels)
-        assert all(line["requests"] == max(2 * line["conc"], 4) for line in levels)
+        assert all(line["requests"] == line["rounds"] * max(2 * line["conc"], 4) for line in levels)
     assert all(line["errors"] == 0 and line["req_s"] > 0 for line in by["compare", "vllm-mlx"])

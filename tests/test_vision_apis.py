@@ -20,7 +20,7 @@ from openai import OpenAI
 
 from mcp_model import TOOLBOX
 from server_process import ServerProcess
-from vision_models import build_gemma3_vision, make_image
+from vision_models import build_gemma3_vision, build_qwen2_5_vl, make_image
 
 MODEL = "gemma3-vision"
 PROMPT = "What is in this picture?"
@@ -296,6 +296,32 @@ def test_python_api_chat_with_images_equals_the_server(gemma_dir, oai, pictures)
         assert out.outputs[0].text == want
         assert len(out.prompt_token_ids) == prompt_tokens
     assert single.outputs[0].text == outs[2].outputs[0].text
+
+
+# -- Qwen2.5-VL (multimodal rotary positions) ---------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def qwen_server(tmp_path_factory):
+    folder = build_qwen2_5_vl(tmp_path_factory.mktemp("models") / "qwen2.5-vl")
+    srv = ServerProcess([str(folder), "--served-model-name", MODEL, "--max-model-len", "512", "--max-num-seqs", "8"],
+                        log_path=tmp_path_factory.mktemp("logs") / "qwen-apis.log").wait_ready()
+    yield srv
+    srv.stop()
+
+
+def test_qwen_vl_image_on_messages_and_responses(qwen_server, pictures):
+    oai = OpenAI(base_url=qwen_server.url + "/v1", api_key="unused", max_retries=0, timeout=120)
+    claude = anthropic.Anthropic(base_url=qwen_server.url, api_key="unused", max_retries=0, timeout=120)
+    url = data_url(pictures / "blue.png")
+    want, prompt_tokens = chat(oai, [{"role": "user", "content": chat_parts(PROMPT, url)}])
+    r = claude.messages.create(model=MODEL, max_tokens=10, extra_body=GREEDY, messages=[{"role": "user", "content": [
+        {"type": "text", "text": PROMPT},
+        {"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": b64(pictures / "blue.png")}}]}])
+    assert "".join(b.text for b in r.content if b.type == "text") == want and prompt_of(r.usage) == prompt_tokens
+    r = oai.responses.create(model=MODEL, max_output_tokens=10, temperature=0, input=[{"role": "user", "content": [
+        {"type": "input_text", "text": PROMPT}, {"type": "input_image", "image_url": url}]}])
+    assert r.output_text == want and r.usage.input_tokens == prompt_tokens
 
 
 # -- text-only models --------------------------------------------------------------------------------

@@ -8,14 +8,22 @@ model folder, one after the other, in the same run; every request is a streamed
 * ``concurrent``: ``conc`` image requests at once, each with its own picture and a
   prompt of a different length; then the same requests as text only, each prompt padded
   with words to the token count of its image version (counted by our ``/tokenize``).
-  Aggregate decode tok/s of both and their ratio (target >= 0.9), errors (target 0).
+  Aggregate decode tok/s of both and their ratio (target >= 0.9), errors (target 0):
+  ``decode_tok_s`` sums each request's steady decode rate (tokens per chunk / median gap between
+  its chunks: the few long gaps where the engine prefilled another request do not count);
+  ``window_tok_s`` counts output chunks in the window where every request is decoding (after
+  the last first token, before the first request ends; none when prefills are so long that a
+  request ends before the last one starts); ``span_tok_s`` is every token after each request's
+  first over the whole span (first first-token to last token), so it also pays for the prefills
+  that interrupt decoding.
   Repeated ``repeats`` times alternating image/text; the medians are reported.
 * ``multiturn``: one picture in a conversation of ``turns`` turns, each resending the
   whole conversation; TTFT of every turn and turn-N / turn-1 (target <= 0.1: the encoder
   output and the prefix KV are cached).
 * ``compare``: at each ``compare_conc`` level, image requests of different prompt lengths
-  (new pictures per level) to our server and to ``mlx_vlm.server``: requests/s, TTFT
-  p50/p99, errors by kind.
+  to our server and to ``mlx_vlm.server`` (both up; they take turns, ``compare_rounds``
+  rounds, new pictures each round): requests/s, TTFT p50/p99 (medians over rounds), errors
+  by kind. Neither server is sent ``ignore_eos`` (mlx_vlm.server has none).
 """
 
 from __future__ import annotations
@@ -54,7 +62,8 @@ class VisionBenchConfig:
     turns: int = 4
     turn_tokens: int = 24  # max_tokens of each turn's answer in ``multiturn``
     compare_conc: list[int] = field(default_factory=lambda: [1, 3, 8])
-    compare_requests: int = 0  # per level; 0: max(2*conc, 4)
+    compare_requests: int = 0  # per level and round; 0: max(2*conc, 4)
+    compare_rounds: int = 2
     mlx_vlm: bool = True
     picture_side: int = 448
     seed: int = 1
@@ -142,6 +151,7 @@ class Result:
     prompt_tokens: int = 0
     cached_tokens: int = 0
     text: str = ""
+    stamps: list[float] = field(default_factory=list)  # arrival of every chunk that carried output
 
     @property
     def ttft(self) -> float | None:
@@ -186,6 +196,7 @@ async def stream_chat(client, server: Server, messages: list[dict], max_tokens: 
                         now = time.perf_counter()
                         r.t_first = r.t_first or now
                         r.t_last = now
+                        r.stamps.append(now)
                         r.text += piece
                         chunks += 1
                 usage = event.get("usage")
@@ -226,6 +237,15 @@ def summarize(results: list[Result], wall: float) -> dict[str, Any]:
     lasts = [r.t_last for r in ok]
     decode_tokens = sum(max(r.out_tokens - 1, 0) for r in ok)
     span = (max(lasts) - min(firsts)) if ok else 0.0
+    # the window in which every request of the batch was decoding (each had its first token, none had
+    # finished): output chunks arriving in it per second is the batch's steady decode rate
+    lo, hi = (max(firsts), min(lasts)) if ok else (0.0, 0.0)
+    in_window = sum(1 for r in ok for t in r.stamps if lo < t <= hi)
+    # each request's steady decode rate: tokens per chunk / its median gap between chunks (robust to
+    # the few long gaps where the engine prefilled another request); summed over the batch
+    itl_rate = sum((r.out_tokens / len(r.stamps)) / statistics.median(gaps)
+                   for r in ok if (gaps := [b - a for a, b in zip(r.stamps, r.stamps[1:])]) and
+                   statistics.median(gaps) > 0)
     kinds: dict[str, int] = {}
     for r in results:
         if not r.ok:
@@ -233,7 +253,9 @@ def summarize(results: list[Result], wall: float) -> dict[str, Any]:
     out = {"requests": len(results), "errors": len(results) - len(ok), "out_tokens": sum(r.out_tokens for r in ok),
            "wall_s": round(wall, 3), "req_s": round(len(ok) / wall, 3) if wall else 0.0,
            "tok_s": round(sum(r.out_tokens for r in ok) / wall, 2) if wall else 0.0,
-           "decode_tok_s": round(decode_tokens / span, 2) if span > 0 else None,
+           "decode_tok_s": round(itl_rate, 2) if itl_rate else None,
+           "window_tok_s": round(in_window / (hi - lo), 2) if hi - lo > 0 and in_window else None,
+           "span_tok_s": round(decode_tokens / span, 2) if span > 0 else None,
            "ttft_p50_ms": _ms(percentile(ttfts, 50)) if ttfts else None,
            "ttft_p99_ms": _ms(percentile(ttfts, 99)) if ttfts else None,
            "prompt_tokens_avg": round(statistics.mean(r.prompt_tokens for r in ok), 1) if ok else None}
@@ -269,7 +291,7 @@ async def _text_twin(client, server: Server, messages: list[dict], seed: int) ->
     prompt to the image version's token count (or as close as whole words allow)."""
     want = await tokenize_count(client, server, messages)
     text = next(p["text"] for p in messages[0]["content"] if p["type"] == "text")
-    filler = make_texts(1, 2000, seed=seed)[0].split()
+    filler = make_texts(1, 2000, seed=seed + 7919)[0].split()
 
     def build(n: int) -> list[dict]:
         return [{"role": "user", "content": " ".join(filler[:n]) + " " + text}]
@@ -289,26 +311,31 @@ async def _text_twin(client, server: Server, messages: list[dict], seed: int) ->
 
 
 async def concurrent(cfg: VisionBenchConfig, server: Server) -> dict[str, Any]:
-    images = _image_prompts(cfg, cfg.conc, cfg.seed)
-    async with _new_client(4) as client:
-        twins = [await _text_twin(client, server, m, cfg.seed + i) for i, m in enumerate(images)]
-    texts = [t[0] for t in twins]
-    rounds = []
+    rounds, twins = [], []
     for r in range(cfg.repeats):
-        # new pictures each round: every round encodes its images (no encoder-cache or prefix hits)
-        batch = images if r == 0 else _image_prompts(cfg, cfg.conc, cfg.seed + 100 * r)
-        img = await run_batch(server, batch, cfg.max_tokens, cfg.timeout)
-        txt = await run_batch(server, [m for m in texts], cfg.max_tokens, cfg.timeout)
+        # new pictures and new text each round: nothing is served from the encoder or prefix caches
+        images = _image_prompts(cfg, cfg.conc, cfg.seed + 100 * r)
+        async with _new_client(4) as client:
+            twins = [await _text_twin(client, server, m, cfg.seed + 100 * r + i) for i, m in enumerate(images)]
+        img = await run_batch(server, images, cfg.max_tokens, cfg.timeout)
+        txt = await run_batch(server, [t[0] for t in twins], cfg.max_tokens, cfg.timeout)
         rounds.append((img, txt))
     med = statistics.median
     img_rates = [i["decode_tok_s"] or 0.0 for i, _ in rounds]
     txt_rates = [t["decode_tok_s"] or 0.0 for _, t in rounds]
+    img_window = [i["window_tok_s"] for i, _ in rounds]
+    txt_window = [t["window_tok_s"] for _, t in rounds]
+    img_span = [i["span_tok_s"] or 0.0 for i, _ in rounds]
+    txt_span = [t["span_tok_s"] or 0.0 for _, t in rounds]
     return {"scenario": "concurrent", "server": server.name, "conc": cfg.conc, "max_tokens": cfg.max_tokens,
             "repeats": cfg.repeats, "image_errors": sum(i["errors"] for i, _ in rounds),
             "text_errors": sum(t["errors"] for _, t in rounds),
             "image_prompt_tokens": [t[1] for t in twins], "text_prompt_tokens": [t[2] for t in twins],
             "image_decode_tok_s": round(med(img_rates), 2), "text_decode_tok_s": round(med(txt_rates), 2),
-            "decode_ratio": round(med(i / t for i, t in zip(img_rates, txt_rates) if t), 3),
+            "decode_ratio": round(med([i / t for i, t in zip(img_rates, txt_rates) if t] or [0.0]), 3),
+            "window_ratio": round(med([i / t for i, t in zip(img_window, txt_window) if i and t] or [0.0]), 3),
+            "image_span_tok_s": round(med(img_span), 2), "text_span_tok_s": round(med(txt_span), 2),
+            "span_ratio": round(med([i / t for i, t in zip(img_span, txt_span) if t] or [0.0]), 3),
             "image_tok_s": round(med(i["tok_s"] for i, _ in rounds), 2),
             "text_tok_s": round(med(t["tok_s"] for _, t in rounds), 2),
             "image_ttft_p50_ms": med(i["ttft_p50_ms"] or 0 for i, _ in rounds),
@@ -342,24 +369,52 @@ async def multiturn_scenario(cfg: VisionBenchConfig, server: Server) -> dict[str
             "turnN_ttft_ms": last, "ratio": round(last / first, 3) if first else None}
 
 
-async def compare(cfg: VisionBenchConfig, server: Server) -> list[dict[str, Any]]:
+async def _level(cfg: VisionBenchConfig, server: Server, prompts: list[list[dict]], conc: int) -> dict[str, Any]:
+    sem = asyncio.Semaphore(conc)
+    async with _new_client(conc) as client:
+        async def one(m):
+            async with sem:
+                # mlx_vlm.server has no ignore_eos: both servers stop at end of sequence
+                return await stream_chat(client, server, m, cfg.max_tokens, cfg.timeout, ignore_eos=False)
+
+        t0 = time.perf_counter()
+        results = await asyncio.gather(*(one(m) for m in prompts))
+        return summarize(results, time.perf_counter() - t0)
+
+
+async def compare(cfg: VisionBenchConfig, servers: list[Server]) -> list[dict[str, Any]]:
+    """Each level runs ``compare_rounds`` rounds, the servers taking turns within a round (both are
+    up, one is asked at a time), so that drift in the machine's load hits both alike; medians are
+    reported. Every round sends new pictures, the same ones to each server."""
     lines = []
-    # warm-up: one request (the first image request loads and allocates)
-    await run_batch(server, _image_prompts(cfg, 1, cfg.seed + 70_000), 4, cfg.timeout, ignore_eos=False)
+    for server in servers:  # warm-up: the first image request loads and allocates
+        await _level(cfg, server, _image_prompts(cfg, 1, cfg.seed + 70_000), 1)
     for level, conc in enumerate(cfg.compare_conc):
         n = cfg.compare_requests or max(2 * conc, 4)
-        prompts = _image_prompts(cfg, n, cfg.seed + 80_000 + level)
-        sem = asyncio.Semaphore(conc)
-        async with _new_client(conc) as client:
-            async def one(m):
-                async with sem:
-                    # mlx_vlm.server has no ignore_eos: both servers stop at end of sequence
-                    return await stream_chat(client, server, m, cfg.max_tokens, cfg.timeout, ignore_eos=False)
+        runs: dict[str, list[dict[str, Any]]] = {s.name: [] for s in servers}
+        for r in range(cfg.compare_rounds):
+            prompts = _image_prompts(cfg, n, cfg.seed + 80_000 + 100 * level + r)
+            for server in servers:
+                runs[server.name].append(await _level(cfg, server, prompts, conc))
+        for server in servers:
+            got = runs[server.name]
 
-            t0 = time.perf_counter()
-            results = await asyncio.gather(*(one(m) for m in prompts))
-            summary = summarize(results, time.perf_counter() - t0)
-        lines.append({"scenario": "compare", "server": server.name, "media": "image", "conc": conc, **summary})
+            def med(key: str) -> float | None:
+                values = [g[key] for g in got if g[key] is not None]
+                return round(statistics.median(values), 3) if values else None
+
+            kinds: dict[str, int] = {}
+            for g in got:
+                for k, v in g.get("error_kinds", {}).items():
+                    kinds[k] = kinds.get(k, 0) + v
+            line = {"scenario": "compare", "server": server.name, "media": "image", "conc": conc,
+                    "requests": sum(g["requests"] for g in got), "errors": sum(g["errors"] for g in got),
+                    "rounds": len(got), "req_s": med("req_s"), "tok_s": med("tok_s"),
+                    "ttft_p50_ms": med("ttft_p50_ms"), "ttft_p99_ms": med("ttft_p99_ms"),
+                    "prompt_tokens_avg": med("prompt_tokens_avg"), "runs": got}
+            if kinds:
+                line["error_kinds"] = kinds
+            lines.append(line)
     return lines
 
 
@@ -384,23 +439,19 @@ def vision_bench(cfg: VisionBenchConfig, reporter: Reporter) -> None:
         def emit(record: dict[str, Any]) -> None:
             reporter({**record, **base})
 
-        ours = start_ours(cfg, model, log_dir)
+        servers = [start_ours(cfg, model, log_dir)]
         try:
             if "concurrent" in cfg.scenarios:
-                emit(asyncio.run(concurrent(cfg, ours)))
+                emit(asyncio.run(concurrent(cfg, servers[0])))
             if "multiturn" in cfg.scenarios:
-                emit(asyncio.run(multiturn_scenario(cfg, ours)))
+                emit(asyncio.run(multiturn_scenario(cfg, servers[0])))
             if "compare" in cfg.scenarios:
-                for line in asyncio.run(compare(cfg, ours)):
+                if cfg.mlx_vlm:
+                    servers.append(start_mlx_vlm(cfg, model, log_dir))
+                for line in asyncio.run(compare(cfg, servers)):
                     emit(line)
         finally:
-            ours.stop()
-        if "compare" in cfg.scenarios and cfg.mlx_vlm:
-            theirs = start_mlx_vlm(cfg, model, log_dir)
-            try:
-                for line in asyncio.run(compare(cfg, theirs)):
-                    emit(line)
-            finally:
-                theirs.stop()
+            for server in servers:
+                server.stop()
     finally:
         tmp.cleanup()

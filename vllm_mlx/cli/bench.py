@@ -225,7 +225,9 @@ def soak_cmd(url, model, streams, duration, max_requests, warmup, disconnect_rat
 @click.option("--compare-conc", default="1,3,8", show_default=True, callback=_conc_list,
               help="compare: concurrency levels, comma-separated.")
 @click.option("--compare-requests", default=0, type=click.IntRange(0),
-              help="compare: requests per level (default: max(2*conc, 4)).")
+              help="compare: requests per level and round (default: max(2*conc, 4)).")
+@click.option("--compare-rounds", default=2, show_default=True, type=click.IntRange(1),
+              help="compare: rounds per level, the servers taking turns; medians are reported.")
 @click.option("--mlx-vlm/--no-mlx-vlm", default=True, show_default=True,
               help="compare: also run mlx_vlm.server on the same model folder.")
 @click.option("--picture-side", default=448, show_default=True, type=click.IntRange(16),
@@ -234,7 +236,7 @@ def soak_cmd(url, model, streams, duration, max_requests, warmup, disconnect_rat
 @click.option("--label", default="", help="Free text copied into every JSON line.")
 @click.option("--json-out", default=None, type=click.Path(dir_okay=False), help="Also append the JSON lines here.")
 def vision_cmd(model, family, size, model_dir, scenarios, conc, max_tokens, repeats, turns, compare_conc,
-               compare_requests, mlx_vlm, picture_side, log_dir, label, json_out):
+               compare_requests, compare_rounds, mlx_vlm, picture_side, log_dir, label, json_out):
     """Vision targets against real servers started here on MODEL (a vision model folder; default: a
     random-weight one built for the run): concurrent image vs equal-length text decode tok/s, a
     repeated picture's turn-N vs turn-1 TTFT, and image requests/s and TTFT next to mlx_vlm.server."""
@@ -242,8 +244,8 @@ def vision_cmd(model, family, size, model_dir, scenarios, conc, max_tokens, repe
 
     cfg = VisionBenchConfig(model=model, family=family, size=size, model_dir=model_dir, conc=conc,
                             max_tokens=max_tokens, repeats=repeats, turns=turns, compare_conc=compare_conc,
-                            compare_requests=compare_requests, mlx_vlm=mlx_vlm, picture_side=picture_side,
-                            log_dir=log_dir, label=label)
+                            compare_requests=compare_requests, compare_rounds=compare_rounds, mlx_vlm=mlx_vlm,
+                            picture_side=picture_side, log_dir=log_dir, label=label)
     if scenarios:
         cfg.scenarios = tuple(scenarios)
     try:

@@ -100,7 +100,8 @@ def _tool_result_content(block: A.ToolResultBlock, where: str, vision: bool) -> 
         elif isinstance(part, A.ImageBlock):
             pieces.append(_image(part, f"{where}.content[{j}]", vision))
         else:
-            raise text_only(f"{where}.content[{j}]", f"{type(part).__struct_config__.tag!r} blocks")
+            raise bad_request(f"{where}.content[{j}]: a tool_result cannot hold a "
+                              f"{type(part).__struct_config__.tag!r} block", param="messages")
     return media_parts.content(pieces)
 
 

@@ -24,6 +24,7 @@ def image_part(url: str, where: str) -> dict[str, Any]:
 
 
 def text_only(where: str, what: str = "image blocks", param: str = "messages") -> APIError:
+    """The 400 for an image sent to a model without a vision tower."""
     return bad_request(f"{where}: {what} need a vision model; this model reads text only", param=param)
 
 
