@@ -9,13 +9,12 @@ model folder, one after the other, in the same run; every request is a streamed
   prompt of a different length; then the same requests as text only, each prompt padded
   with words to the token count of its image version (counted by our ``/tokenize``).
   Aggregate decode tok/s of both and their ratio (target >= 0.9), errors (target 0):
-  ``decode_tok_s`` sums each request's steady decode rate (tokens per chunk / median gap between
-  its chunks: the few long gaps where the engine prefilled another request do not count);
-  ``window_tok_s`` counts output chunks in the window where every request is decoding (after
-  the last first token, before the first request ends; none when prefills are so long that a
-  request ends before the last one starts); ``span_tok_s`` is every token after each request's
-  first over the whole span (first first-token to last token), so it also pays for the prefills
-  that interrupt decoding.
+  ``decode_tok_s`` counts output chunks in the window where every request of the batch is
+  decoding (after the last first token, before the first request ends): the batch's steady
+  decode rate (none when prefills take so long that a request ends before the last one
+  starts: raise ``max_tokens``); ``span_tok_s`` is every token after each request's first over
+  the whole span (first first-token to last token), so it also pays for the prefills that
+  interrupt decoding.
   Repeated ``repeats`` times alternating image/text; the medians are reported.
 * ``multiturn``: one picture in a conversation of ``turns`` turns, each resending the
   whole conversation; TTFT of every turn and turn-N / turn-1 (target <= 0.1: the encoder
@@ -241,11 +240,6 @@ def summarize(results: list[Result], wall: float) -> dict[str, Any]:
     # finished): output chunks arriving in it per second is the batch's steady decode rate
     lo, hi = (max(firsts), min(lasts)) if ok else (0.0, 0.0)
     in_window = sum(1 for r in ok for t in r.stamps if lo < t <= hi)
-    # each request's steady decode rate: tokens per chunk / its median gap between chunks (robust to
-    # the few long gaps where the engine prefilled another request); summed over the batch
-    itl_rate = sum((r.out_tokens / len(r.stamps)) / statistics.median(gaps)
-                   for r in ok if (gaps := [b - a for a, b in zip(r.stamps, r.stamps[1:])]) and
-                   statistics.median(gaps) > 0)
     kinds: dict[str, int] = {}
     for r in results:
         if not r.ok:
@@ -253,8 +247,7 @@ def summarize(results: list[Result], wall: float) -> dict[str, Any]:
     out = {"requests": len(results), "errors": len(results) - len(ok), "out_tokens": sum(r.out_tokens for r in ok),
            "wall_s": round(wall, 3), "req_s": round(len(ok) / wall, 3) if wall else 0.0,
            "tok_s": round(sum(r.out_tokens for r in ok) / wall, 2) if wall else 0.0,
-           "decode_tok_s": round(itl_rate, 2) if itl_rate else None,
-           "window_tok_s": round(in_window / (hi - lo), 2) if hi - lo > 0 and in_window else None,
+           "decode_tok_s": round(in_window / (hi - lo), 2) if hi - lo > 0 and in_window else None,
            "span_tok_s": round(decode_tokens / span, 2) if span > 0 else None,
            "ttft_p50_ms": _ms(percentile(ttfts, 50)) if ttfts else None,
            "ttft_p99_ms": _ms(percentile(ttfts, 99)) if ttfts else None,
@@ -274,6 +267,10 @@ async def run_batch(server: Server, batch: list[list[dict]], max_tokens: int, ti
 
 
 # -- scenarios ----------------------------------------------------------------------------------------
+
+
+def _median(values: list[float], digits: int = 2) -> float | None:
+    return round(statistics.median(values), digits) if values else None
 
 
 def _image_prompts(cfg: VisionBenchConfig, count: int, seed: int) -> list[list[dict]]:
@@ -321,19 +318,19 @@ async def concurrent(cfg: VisionBenchConfig, server: Server) -> dict[str, Any]:
         txt = await run_batch(server, [t[0] for t in twins], cfg.max_tokens, cfg.timeout)
         rounds.append((img, txt))
     med = statistics.median
-    img_rates = [i["decode_tok_s"] or 0.0 for i, _ in rounds]
-    txt_rates = [t["decode_tok_s"] or 0.0 for _, t in rounds]
-    img_window = [i["window_tok_s"] for i, _ in rounds]
-    txt_window = [t["window_tok_s"] for _, t in rounds]
+    img_rates = [i["decode_tok_s"] for i, _ in rounds]
+    txt_rates = [t["decode_tok_s"] for _, t in rounds]
     img_span = [i["span_tok_s"] or 0.0 for i, _ in rounds]
     txt_span = [t["span_tok_s"] or 0.0 for _, t in rounds]
     return {"scenario": "concurrent", "server": server.name, "conc": cfg.conc, "max_tokens": cfg.max_tokens,
             "repeats": cfg.repeats, "image_errors": sum(i["errors"] for i, _ in rounds),
             "text_errors": sum(t["errors"] for _, t in rounds),
             "image_prompt_tokens": [t[1] for t in twins], "text_prompt_tokens": [t[2] for t in twins],
-            "image_decode_tok_s": round(med(img_rates), 2), "text_decode_tok_s": round(med(txt_rates), 2),
-            "decode_ratio": round(med([i / t for i, t in zip(img_rates, txt_rates) if t] or [0.0]), 3),
-            "window_ratio": round(med([i / t for i, t in zip(img_window, txt_window) if i and t] or [0.0]), 3),
+            # rounds where a request ended before the last one started have no window: left out
+            "decode_rounds": sum(1 for i, t in zip(img_rates, txt_rates) if i and t),
+            "image_decode_tok_s": _median([i for i in img_rates if i]),
+            "text_decode_tok_s": _median([t for t in txt_rates if t]),
+            "decode_ratio": _median([i / t for i, t in zip(img_rates, txt_rates) if i and t], 3),
             "image_span_tok_s": round(med(img_span), 2), "text_span_tok_s": round(med(txt_span), 2),
             "span_ratio": round(med([i / t for i, t in zip(img_span, txt_span) if t] or [0.0]), 3),
             "image_tok_s": round(med(i["tok_s"] for i, _ in rounds), 2),
