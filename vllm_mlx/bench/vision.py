@@ -9,7 +9,7 @@ model folder, one after the other, in the same run; every request is a streamed
   prompt of a different length; then the same requests as text only, each prompt padded
   with words to the token count of its image version (counted by our ``/tokenize``).
   Aggregate decode tok/s of both and their ratio (target >= 0.9), errors (target 0):
-  ``decode_tok_s`` counts output chunks in the window where every request of the batch is
+  ``decode_tok_s`` counts output tokens (``logprobs`` entries) in the window where every request of the batch is
   decoding (after the last first token, before the first request ends): the batch's steady
   decode rate (none when prefills take so long that a request ends before the last one
   starts: raise ``max_tokens``); ``span_tok_s`` is every token after each request's first over
@@ -150,7 +150,7 @@ class Result:
     prompt_tokens: int = 0
     cached_tokens: int = 0
     text: str = ""
-    stamps: list[float] = field(default_factory=list)  # arrival of every chunk that carried output
+    stamps: list[tuple[float, int]] = field(default_factory=list)  # (arrival, tokens) of every output chunk
 
     @property
     def ttft(self) -> float | None:
@@ -167,11 +167,16 @@ def image_message(text: str, png: bytes) -> dict:
 
 
 async def stream_chat(client, server: Server, messages: list[dict], max_tokens: int, timeout: float,
-                      ignore_eos: bool = True) -> Result:
+                      ignore_eos: bool = True, logprobs: bool = False) -> Result:
+    """One streamed request. With ``logprobs`` each chunk's tokens are counted exactly (one logprob
+    entry per token: a chunk may carry several tokens, or none of its text when the detokenizer
+    holds back an incomplete character); without, one per chunk with text."""
     body: dict[str, Any] = {"model": server.model, "messages": messages, "max_tokens": max_tokens, "temperature": 0,
                             "stream": True, "stream_options": {"include_usage": True}}
     if ignore_eos:
         body["ignore_eos"] = True
+    if logprobs:
+        body["logprobs"] = True
     r = Result(t_start=time.perf_counter())
     chunks = 0
     try:
@@ -191,13 +196,15 @@ async def stream_chat(client, server: Server, messages: list[dict], max_tokens: 
                     return r
                 for choice in event.get("choices") or []:
                     piece = (choice.get("delta") or {}).get("content")
-                    if piece:
+                    entries = (choice.get("logprobs") or {}).get("content")
+                    n = len(entries) if entries else (1 if piece else 0)
+                    if n:
                         now = time.perf_counter()
                         r.t_first = r.t_first or now
                         r.t_last = now
-                        r.stamps.append(now)
-                        r.text += piece
-                        chunks += 1
+                        r.stamps.append((now, n))
+                        chunks += n
+                    r.text += piece or ""
                 usage = event.get("usage")
                 if usage:
                     r.out_tokens = usage.get("completion_tokens", 0)
@@ -239,7 +246,7 @@ def summarize(results: list[Result], wall: float) -> dict[str, Any]:
     # the window in which every request of the batch was decoding (each had its first token, none had
     # finished): output chunks arriving in it per second is the batch's steady decode rate
     lo, hi = (max(firsts), min(lasts)) if ok else (0.0, 0.0)
-    in_window = sum(1 for r in ok for t in r.stamps if lo < t <= hi)
+    in_window = sum(n for r in ok for t, n in r.stamps if lo < t <= hi)
     kinds: dict[str, int] = {}
     for r in results:
         if not r.ok:
@@ -258,10 +265,10 @@ def summarize(results: list[Result], wall: float) -> dict[str, Any]:
 
 
 async def run_batch(server: Server, batch: list[list[dict]], max_tokens: int, timeout: float,
-                    ignore_eos: bool = True) -> dict[str, Any]:
+                    ignore_eos: bool = True, logprobs: bool = False) -> dict[str, Any]:
     async with _new_client(len(batch)) as client:
         t0 = time.perf_counter()
-        results = await asyncio.gather(*(stream_chat(client, server, m, max_tokens, timeout, ignore_eos)
+        results = await asyncio.gather(*(stream_chat(client, server, m, max_tokens, timeout, ignore_eos, logprobs)
                                          for m in batch))
         return summarize(results, time.perf_counter() - t0)
 
@@ -314,8 +321,8 @@ async def concurrent(cfg: VisionBenchConfig, server: Server) -> dict[str, Any]:
         images = _image_prompts(cfg, cfg.conc, cfg.seed + 100 * r)
         async with _new_client(4) as client:
             twins = [await _text_twin(client, server, m, cfg.seed + 100 * r + i) for i, m in enumerate(images)]
-        img = await run_batch(server, images, cfg.max_tokens, cfg.timeout)
-        txt = await run_batch(server, [t[0] for t in twins], cfg.max_tokens, cfg.timeout)
+        img = await run_batch(server, images, cfg.max_tokens, cfg.timeout, logprobs=True)
+        txt = await run_batch(server, [t[0] for t in twins], cfg.max_tokens, cfg.timeout, logprobs=True)
         rounds.append((img, txt))
     med = statistics.median
     img_rates = [i["decode_tok_s"] for i, _ in rounds]
