@@ -150,3 +150,5 @@ def mc(multi_server):
     from openai import OpenAI
 
     return OpenAI(base_url=multi_server.url + "/v1", api_key="unused", max_retries=0, timeout=120)
+
+from vision_fixtures import *  # noqa: E402,F401,F403  (vision and video test fixtures)

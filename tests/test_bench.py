@@ -40,6 +40,21 @@ def test_bench_serve_against_the_server(server, tmp_path):
     assert [json.loads(x) for x in out.read_text().splitlines()] == lines
     check(bench("serve", "--api", "messages", "--url", server.url, "--api-key", API_KEY, "--conc", "1,3",
                 "--max-tokens", "4", "--prompt-words", "8"), "serve")
+    check(bench("serve", "--api", "responses", "--url", server.url, "--api-key", API_KEY, "--conc", "1,3",
+                "--max-tokens", "4", "--prompt-words", "8"), "serve")
+
+
+def test_bench_serve_compares_apis_in_rotating_rounds(server):
+    lines = bench("serve", "--api", "chat,messages,responses", "--rounds", "2", "--url", server.url,
+                  "--api-key", API_KEY, "--conc", "2", "--max-tokens", "4", "--prompt-words", "8")
+    levels, [summary] = lines[:-1], lines[-1:]
+    assert [(x["api"], x["round"]) for x in levels] == [("chat", 1), ("messages", 1), ("responses", 1),
+                                                        ("messages", 2), ("responses", 2), ("chat", 2)]
+    check(levels, "serve", levels=(2,) * 6)
+    assert summary["summary"] and summary["mode"] == "serve-compare" and summary["rounds"] == 2
+    assert set(summary["median_tok_s"]) == {"chat", "messages", "responses"}
+    assert set(summary["cost_vs_chat_pct"]) == {"messages", "responses"}
+    assert summary["errors"] == {"chat": 0, "messages": 0, "responses": 0}
 
 
 def test_bench_prefix_reports_every_scenario(random_model_dir):

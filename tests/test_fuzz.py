@@ -210,7 +210,35 @@ response_items = st.lists(st.one_of(
                            "output": st.one_of(st.text(max_size=20), response_parts)}),
     st.fixed_dictionaries({"type": st.sampled_from(["reasoning", "item_reference"])},
                           optional={"summary": json_values, "content": json_values, "id": json_values}),
+    st.fixed_dictionaries({"type": st.just("mcp_approval_response"),
+                           "approval_request_id": st.one_of(st.text(max_size=8), json_values),
+                           "approve": st.one_of(st.booleans(), json_values)}, optional={"reason": json_values}),
+    st.fixed_dictionaries({"type": st.sampled_from(["mcp_call", "mcp_approval_request", "mcp_list_tools"]),
+                           "id": st.text(max_size=8), "server_label": st.sampled_from(["files", "web", "x", ""]),
+                           "name": st.sampled_from(["read_file", "echo", ""]),
+                           "arguments": st.one_of(st.just('{"path": "notes.txt"}'), st.text(max_size=20))},
+                          optional={"output": json_values, "error": json_values, "tools": json_values,
+                                    "approval_request_id": json_values, "status": json_values}),
     json_values), max_size=4) | json_values
+
+mcp_filter = st.one_of(st.fixed_dictionaries({}, optional={
+    "tool_names": st.one_of(st.lists(st.sampled_from(["read_file", "echo", "count", "nope"]), max_size=2),
+                            json_values),
+    "read_only": st.one_of(st.booleans(), json_values)}), json_values)
+mcp_tools = st.fixed_dictionaries(
+    {"type": st.just("mcp"), "server_label": st.one_of(st.sampled_from(["files", "web", "nope", "broken", ""]),
+                                                       json_values)},
+    optional={
+        "allowed_tools": st.one_of(st.lists(st.sampled_from(["read_file", "echo", "count", "nope"]), max_size=3),
+                                   mcp_filter),
+        "require_approval": st.one_of(st.sampled_from(["always", "never", "sometimes"]),
+                                      st.fixed_dictionaries({}, optional={"always": mcp_filter, "never": mcp_filter}),
+                                      json_values),
+        "server_url": st.one_of(st.sampled_from(["http://127.0.0.1:1/mcp", "http://evil.example/mcp", "file:///x",
+                                                 "not a url"]), json_values),
+        "headers": json_values, "authorization": json_values, "connector_id": json_values,
+        "server_description": json_values,
+    })
 
 responses_bodies = st.fixed_dictionaries(
     {"model": st.sampled_from(["default", "random-llama", "nope", ""]),
@@ -222,9 +250,10 @@ responses_bodies = st.fixed_dictionaries(
         "stream": st.booleans(),
         "store": st.one_of(st.booleans(), json_values),
         "previous_response_id": st.one_of(st.text(max_size=10), json_values),
-        "tools": st.one_of(st.lists(st.fixed_dictionaries({"type": st.sampled_from(["function", "mcp", "x"])},
-                                                          optional={"name": json_values, "parameters": json_values}),
-                                    max_size=2), json_values),
+        "tools": st.one_of(st.lists(st.one_of(st.fixed_dictionaries(
+            {"type": st.sampled_from(["function", "mcp", "x"])},
+            optional={"name": json_values, "parameters": json_values}), mcp_tools), max_size=2), json_values),
+        "max_tool_calls": st.one_of(st.integers(-2, 3), json_values),
         "tool_choice": json_values,
         "text": st.one_of(st.fixed_dictionaries({"format": st.one_of(st.fixed_dictionaries(
             {"type": st.sampled_from(["text", "json_object", "json_schema", "x"])},
@@ -237,10 +266,27 @@ responses_bodies = st.fixed_dictionaries(
 @SETTINGS
 @given(body=responses_bodies)
 def test_responses_never_5xx(server, body):
+    check_responses(server.url, AUTH, body)
+
+
+@SETTINGS
+@given(body=responses_bodies, mcp=st.lists(mcp_tools, min_size=1, max_size=2))
+def test_responses_with_mcp_tools_never_5xx(mcp_stack, body, mcp):
+    """Against the MCP stack: the MCP fields and items reach the MCP host (configured servers, one
+    that is down, server_url refusals, approvals with unknown ids) and still never a 5xx."""
+    from mcp_stack import API_KEY as MCP_KEY
+
+    tools = body.get("tools") if isinstance(body.get("tools"), list) else []
+    body["tools"] = tools + mcp
+    body["model"] = "default"
+    check_responses(mcp_stack.url, {**AUTH, "Authorization": f"Bearer {MCP_KEY}"}, body)
+
+
+def check_responses(url, headers, body):
     if isinstance(body.get("max_output_tokens"), int) and body["max_output_tokens"] > 8:
         body["max_output_tokens"] = 8
     with httpx.Client(timeout=60) as http:
-        resp = http.post(server.url + "/v1/responses", content=json.dumps(body), headers=AUTH)
+        resp = http.post(url + "/v1/responses", content=json.dumps(body), headers=headers)
         text = resp.text
     assert resp.status_code < 500, text
     if resp.status_code >= 400:

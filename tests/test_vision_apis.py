@@ -20,7 +20,7 @@ from openai import OpenAI
 
 from mcp_model import TOOLBOX
 from server_process import ServerProcess
-from vision_models import build_gemma3_vision, build_qwen2_5_vl, make_image
+from vision_models import build_gemma3_vision, make_image
 
 MODEL = "gemma3-vision"
 PROMPT = "What is in this picture?"
@@ -270,6 +270,17 @@ def test_mcp_tool_loop_reads_the_image(vserver, oai, pictures):
             assert chunks[-1]["usage"]["prompt_tokens"] == prompt_tokens
 
 
+def test_responses_mcp_loop_reads_the_image(oai, pictures):
+    """Responses with MCP tools runs its own tool loop; the first turn must see the picture."""
+    url = data_url(pictures / "red.png")
+    want, prompt_tokens = chat(oai, [{"role": "user", "content": chat_parts(PROMPT, url)}])
+    r = oai.responses.create(model=MODEL, max_output_tokens=10, temperature=0,
+                             tools=[{"type": "mcp", "server_label": "files", "require_approval": "never"}],
+                             input=[{"role": "user", "content": [{"type": "input_text", "text": PROMPT},
+                                                                 {"type": "input_image", "image_url": url}]}])
+    assert r.output_text == want and r.usage.input_tokens == prompt_tokens
+
+
 def test_mcp_tool_loop_bad_image_is_400(vserver):
     r = httpx.post(vserver.url + "/v1/chat/completions", timeout=60, json={
         "model": MODEL, "max_tokens": 4, "tools": [{"type": "mcp", "server_label": "files"}],
@@ -298,21 +309,15 @@ def test_python_api_chat_with_images_equals_the_server(gemma_dir, oai, pictures)
     assert single.outputs[0].text == outs[2].outputs[0].text
 
 
-# -- Qwen2.5-VL (multimodal rotary positions) ---------------------------------------------------------
+# -- Qwen-VL (multimodal rotary positions; Qwen3-VL deepstack) -------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def qwen_server(tmp_path_factory):
-    folder = build_qwen2_5_vl(tmp_path_factory.mktemp("models") / "qwen2.5-vl")
-    srv = ServerProcess([str(folder), "--served-model-name", MODEL, "--max-model-len", "512", "--max-num-seqs", "8"],
-                        log_path=tmp_path_factory.mktemp("logs") / "qwen-apis.log").wait_ready()
-    yield srv
-    srv.stop()
-
-
-def test_qwen_vl_image_on_messages_and_responses(qwen_server, pictures):
-    oai = OpenAI(base_url=qwen_server.url + "/v1", api_key="unused", max_retries=0, timeout=120)
-    claude = anthropic.Anthropic(base_url=qwen_server.url, api_key="unused", max_retries=0, timeout=120)
+@pytest.mark.parametrize("server_fixture", ["qwen_server", "qwen3_server"])
+def test_qwen_vl_image_on_messages_and_responses(request, server_fixture, pictures):
+    """The shared Qwen2.5-VL and Qwen3-VL servers (tests/vision_fixtures.py)."""
+    server = request.getfixturevalue(server_fixture)
+    oai = OpenAI(base_url=server.url + "/v1", api_key="unused", max_retries=0, timeout=120)
+    claude = anthropic.Anthropic(base_url=server.url, api_key="unused", max_retries=0, timeout=120)
     url = data_url(pictures / "blue.png")
     want, prompt_tokens = chat(oai, [{"role": "user", "content": chat_parts(PROMPT, url)}])
     r = claude.messages.create(model=MODEL, max_tokens=10, extra_body=GREEDY, messages=[{"role": "user", "content": [

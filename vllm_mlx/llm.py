@@ -4,8 +4,9 @@
 Both run the same engine the server runs (continuous batching, prefix cache,
 parsers' absence aside), so ``LLM(model).generate(prompts)`` with greedy
 sampling gives the server's answers. A vision-language model (kind ``mllm``)
-reads images in ``chat`` messages as the server does: ``image_url`` parts with a
-data: URL, an http(s) URL or (under ``allowed_local_media_path``) a file:// URL.
+reads images (and, where the model takes it, video) in ``chat`` messages as the server
+does: ``image_url`` / ``video_url`` parts with a data: URL, an http(s) URL or (under
+``allowed_local_media_path``) a file:// URL.
 """
 
 from __future__ import annotations
@@ -164,7 +165,7 @@ class AsyncLLM:
             if isinstance(text, list):
                 raise ValueError("this model has no chat template to place images in")
             return await prepare_vision_prompt(self.loaded.processor, text, media or [], self.media,
-                                               mm_processor_kwargs)
+                                               mm_processor_kwargs, video=getattr(self.loaded.model, "video", False))
         except APIError as exc:
             raise ValueError(exc.message) from None
         except msgspec.ValidationError as exc:

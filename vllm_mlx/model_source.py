@@ -74,11 +74,13 @@ RUNNERS = ("auto", "generate", "pooling")
 
 
 def load_model(model: str | None, plugins: PluginManager, kinds: tuple[str, ...] | None = None,
-               runner: str = "auto") -> LoadedModel:
+               runner: str = "auto", lazy_kinds: tuple[str, ...] = ()) -> LoadedModel:
     """Load with the first loader that recognises the folder; ``kinds`` limits what
     may be loaded (checked before any weights are read). ``runner`` is vLLM's
     choice: ``pooling`` asks only embedding loaders (``accepts``), ``generate``
-    skips them, ``auto`` takes whichever ``detect`` claims the folder first."""
+    skips them, ``auto`` takes whichever ``detect`` claims the folder first. A loader of one of
+    ``lazy_kinds`` is asked (``lazy=True``) not to read the weights into memory: the caller only
+    needs the model's structure and settings (the engine then runs in another process)."""
     if runner not in RUNNERS:
         raise ModelSourceError(f"unknown runner {runner!r}; choose one of: {', '.join(RUNNERS)}")
     path, is_demo = resolve_model_path(model)
@@ -102,7 +104,7 @@ def load_model(model: str | None, plugins: PluginManager, kinds: tuple[str, ...]
                                f"serves {', '.join(kinds)} models")
     log.info("loading %s with the %r loader", path, chosen.name)
     try:
-        loaded = chosen.load(path, config)
+        loaded = chosen.load(path, config, **({"lazy": True} if chosen.kind in lazy_kinds else {}))
     except Exception as exc:
         raise ModelSourceError(f"the {chosen.name!r} loader failed on {path}: "
                                f"{type(exc).__name__}: {exc}") from exc

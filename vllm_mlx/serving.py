@@ -32,6 +32,8 @@ class ServeOptions:
     max_num_seqs: int = 64
     max_model_len: int | None = None
     prefill_step_size: int = 512
+    prefill_batch_size: int | None = None  # prompts prefilled together in one step; None: by device
+    engine_process: bool | None = None  # a text model's engine in a child process; None: on a GPU (core/engine_process.py)
     plugins: list[str] = field(default_factory=list)
     reasoning_parser: str | None = None
     tool_call_parser: str | None = None
@@ -61,6 +63,9 @@ class ServeOptions:
     allowed_local_media_path: str | None = None  # file:// URLs only under this folder; None: no local files
     media_fetch_timeout: float = 10.0  # seconds per URL
     media_max_bytes: int = 20 << 20  # per fetched or inline medium
+    responses_store_dir: str | None = None  # keep stored Responses here across restarts; None: memory only
+    responses_store_max: int = 1000  # the most stored Responses (least recently used are dropped)
+    responses_store_ttl: float = 0.0  # seconds a stored Response is kept; 0: until evicted
 
 
 SERVED_KINDS = ("llm", "mllm", "embedding", "stt", "tts")
@@ -79,7 +84,8 @@ def build_state(opts: ServeOptions, plugins: PluginManager | None = None) -> Ser
     served: list[ServedModel] = []
     try:
         for i, spec in enumerate(specs):
-            loaded = load_model(spec, plugins, kinds=SERVED_KINDS, runner=opts.runner)
+            loaded = load_model(spec, plugins, kinds=SERVED_KINDS, runner=opts.runner,
+                                lazy_kinds=("llm",) if use_engine_process(opts) else ())
             name = names[i] if i < len(names) else None
             if loaded.kind in PRIMARY_KINDS:
                 if llm_state is not None:
@@ -107,6 +113,7 @@ def build_state(opts: ServeOptions, plugins: PluginManager | None = None) -> Ser
         llm_state = ServerState(engine=None, loaded=None, settings=settings)
     llm_state.models = served
     llm_state.settings.max_audio_bytes = opts.max_audio_bytes
+    llm_state.responses = _responses_store(opts)
     return llm_state
 
 
@@ -161,15 +168,20 @@ def _build_primary(opts: ServeOptions, plugins: PluginManager, loaded, spec: str
     context = loaded.context_length or 4096
     max_model_len = min(opts.max_model_len or context, context) if opts.max_model_len else context
     vision = VisionPrefill(loaded.model, opts.prefill_step_size) if loaded.kind == "mllm" else None
-    engine = Engine(loaded.model, loaded.tokenizer, vision=vision, config=EngineConfig(
+    engine_settings = dict(
         max_num_seqs=opts.max_num_seqs, prefill_step_size=opts.prefill_step_size,
+        prefill_batch_size=opts.prefill_batch_size,
         block_size=opts.block_size, kv_cache_memory=opts.kv_cache_memory,
         prefix_caching=opts.enable_prefix_caching,
-        make_cache=lambda: policy.make_cache(loaded.model, cache_options),
         prefix_cache_dir=opts.prefix_cache_dir,
         request_timeout=opts.request_timeout or None,
         cache_fingerprint=_fingerprint(loaded, policy.name, cache_options),
-    ))
+    )
+    if use_engine_process(opts) and (loaded.kind == "llm" or opts.engine_process):
+        engine = _engine_process(opts, loaded, policy.name, cache_options, engine_settings)
+    else:
+        engine = Engine(loaded.model, loaded.tokenizer, vision=vision, config=EngineConfig(
+            make_cache=lambda: policy.make_cache(loaded.model, cache_options), **engine_settings))
     try:
         engine.start()
     except RuntimeError as exc:  # e.g. a KV quantization the model's head size does not allow
@@ -208,13 +220,71 @@ def _build_primary(opts: ServeOptions, plugins: PluginManager, loaded, spec: str
                        reasoning_parser_cls=reasoning_cls, tool_parser_cls=tool_cls, mcp=mcp)
 
 
+def _responses_store(opts: ServeOptions):
+    from .server.responses_store import ResponsesStore
+
+    try:
+        return ResponsesStore(max_entries=opts.responses_store_max, ttl=opts.responses_store_ttl,
+                              directory=opts.responses_store_dir)
+    except OSError as exc:
+        raise PluginError(f"--responses-store-dir {opts.responses_store_dir}: {exc.strerror or exc}") from None
+
+
+def use_engine_process(opts: ServeOptions) -> bool:
+    """``--engine-process`` as given, else on when MLX computes on a GPU (Apple silicon, CUDA), where the
+    engine is host-bound and sharing one interpreter with the HTTP server costs throughput."""
+    if opts.engine_process is not None:
+        return opts.engine_process
+    import mlx.core as mx
+
+    return mx.default_device().type == mx.DeviceType.gpu
+
+
+def _engine_process(opts: ServeOptions, loaded, policy_name: str, cache_options, settings: dict):
+    """``--engine-process``: the engine runs in a child process that loads the model itself; this
+    process keeps the tokenizer; its model was loaded lazily (weights never read) or is dropped here."""
+    import functools
+    import gc
+
+    import mlx.core as mx
+
+    from .core.engine import _vocab_size
+    from .core.engine_process import EngineProcess
+
+    if loaded.kind != "llm":
+        raise PluginError(f"--engine-process runs text models (llm) for now; {loaded.path} is a {loaded.kind} model")
+    factory = functools.partial(_engine_in_child, str(loaded.path), list(opts.plugins), opts.runner, policy_name,
+                                cache_options, settings)
+    vocab = _vocab_size(loaded.model, loaded.tokenizer)
+    eos = set(getattr(loaded.tokenizer, "eos_token_ids", None) or [])
+    loaded.model = None  # the child holds the weights; keep one copy in memory
+    gc.collect()
+    mx.clear_cache()
+    return EngineProcess(factory, loaded.tokenizer, vocab, eos, log_level=opts.log_level)
+
+
+def _engine_in_child(path: str, plugin_specs: list[str], runner: str, policy_name: str, cache_options,
+                     settings: dict):
+    """Runs in the engine process: load the model as the server did, build (not start) its engine."""
+    plugins = PluginManager(extra=plugin_specs)
+    loaded = load_model(path, plugins, kinds=("llm",), runner=runner)
+    policy = plugins.cache_policy_for(policy_name, loaded.model, loaded.config)
+    return Engine(loaded.model, loaded.tokenizer, config=EngineConfig(
+        make_cache=lambda: policy.make_cache(loaded.model, cache_options), **settings))
+
+
 def _mcp_host(opts: ServeOptions):
     """The MCP host for --mcp-config (not connected yet: the app starts it); raises McpConfigError."""
-    if not opts.mcp_config:
-        return None
-    from .mcp_host import HostOptions, McpHost, load_config
+    from .mcp_host import HostOptions, McpConfig, McpHost, load_config
     from .mcp_host.audit import open_audit_file
 
+    if not opts.mcp_config:
+        if opts.mcp_options is None or not opts.mcp_options.allowed_urls:
+            return None
+        # --mcp-allowed-urls alone: no configured servers, only those Responses requests name
+        if opts.mcp_audit_log:
+            open_audit_file(opts.mcp_audit_log)
+        return McpHost(McpConfig(servers={}), opts.mcp_options)
     config = load_config(opts.mcp_config)
     if opts.mcp_audit_log:
         open_audit_file(opts.mcp_audit_log)

@@ -34,6 +34,7 @@ class EngineBenchConfig:
     prompt_words: int = 64
     max_num_seqs: int = 64
     prefill_step_size: int = 512
+    prefill_batch_size: int | None = None
     label: str = ""
     seed: int = 1
     ignore_eos: bool = True
@@ -110,6 +111,7 @@ def engine_bench(cfg: EngineBenchConfig, report: Callable[[dict], None], loaded:
     loaded = loaded or load_llm(cfg.model)
     engine = Engine(loaded.model, loaded.tokenizer, EngineConfig(
         max_num_seqs=cfg.max_num_seqs, prefill_step_size=cfg.prefill_step_size,
+        prefill_batch_size=cfg.prefill_batch_size,
         prefix_caching=cfg.prefix_caching,
     )).start()
     try:

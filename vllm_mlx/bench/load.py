@@ -1,10 +1,11 @@
 """``bench serve``: an HTTP load generator for any OpenAI-compatible chat server.
 
 Each request streams ``/v1/chat/completions`` (or, with ``api="messages"``,
-Anthropic's ``/v1/messages``) greedily; at most ``conc`` are in
+Anthropic's ``/v1/messages``; with ``api="responses"``, OpenAI's ``/v1/responses``)
+greedily; at most ``conc`` are in
 flight at once (a semaphore), over one pooled httpx client. Output tokens come
 from the final usage chunk (``stream_options.include_usage``; ``message_delta.usage``
-for messages); TTFT is the time
+for messages; the terminal response's ``usage`` for responses); TTFT is the time
 from sending the request to the first chunk that carries output, and the
 inter-token latency is the gap between successive output chunks of a request.
 Failed requests (non-200, an error event, a dropped or truncated stream) are
@@ -21,6 +22,7 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 from .prompts import WARMUP_TEXT, make_texts
+from .engine import WARMUP_SEED_OFFSET, WARMUP_TOKENS
 from .stats import RequestStats, requests_for, summarize
 
 OUTPUT_FIELDS = ("content", "reasoning_content", "reasoning", "tool_calls")
@@ -41,7 +43,7 @@ class ServeBenchConfig:
     timeout: float = 600.0  # seconds; httpx connect/read/write limit per request
     warmup: bool = True
     tools: bool = False  # send BENCH_TOOLS with every request (the server's tool parser then runs)
-    api: str = "chat"  # "chat" (/v1/chat/completions) or "messages" (Anthropic /v1/messages)
+    api: str = "chat"  # "chat" (/v1/chat/completions), "messages" (Anthropic /v1/messages), "responses"
 
 
 BENCH_TOOLS = [{"type": "function", "function": {
@@ -49,11 +51,22 @@ BENCH_TOOLS = [{"type": "function", "function": {
     "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}}]
 
 
-PATHS = {"chat": "/v1/chat/completions", "messages": "/v1/messages"}
+PATHS = {"chat": "/v1/chat/completions", "messages": "/v1/messages", "responses": "/v1/responses"}
 ANTHROPIC_OUTPUT = ("text_delta", "thinking_delta", "input_json_delta")
+RESPONSES_OUTPUT = ("response.output_text.delta", "response.reasoning_text.delta",
+                    "response.function_call_arguments.delta")
+RESPONSES_END = ("response.completed", "response.incomplete")
 
 
 def request_body(cfg: ServeBenchConfig, text: str, max_tokens: int) -> dict:
+    if cfg.api == "responses":
+        body = {"model": cfg.model, "input": text, "max_output_tokens": max_tokens, "temperature": 0.0,
+                "stream": True}
+        if cfg.ignore_eos:
+            body["ignore_eos"] = True
+        if cfg.tools:
+            body["tools"] = [{"type": "function", **t["function"]} for t in BENCH_TOOLS]
+        return body
     if cfg.api == "messages":
         body = {"model": cfg.model, "messages": [{"role": "user", "content": text}], "max_tokens": max_tokens,
                 "temperature": 0.0, "stream": True}
@@ -100,6 +113,20 @@ async def stream_one(client, url: str, body: dict, headers: dict) -> RequestStat
                     break
                 event = json.loads(data)
                 kind = event.get("type")
+                if kind is not None and kind.startswith("response."):  # a Responses stream
+                    if kind in RESPONSES_OUTPUT:
+                        stats.mark(time.perf_counter())
+                        chunks += 1
+                    elif kind in RESPONSES_END:
+                        finished = done = True
+                        u = event["response"].get("usage") or {}
+                        if isinstance(u.get("output_tokens"), int):
+                            usage = {"completion_tokens": u["output_tokens"], "prompt_tokens": u.get("input_tokens")}
+                        break
+                    elif kind == "response.failed":
+                        stats.error = "stream error: " + str(event["response"].get("error"))
+                        return stats
+                    continue
                 if kind is not None:  # an Anthropic stream: content_block_delta, message_delta, ...
                     if kind == "error":
                         stats.error = "stream error: " + str(event.get("error"))
@@ -149,12 +176,24 @@ async def stream_one(client, url: str, body: dict, headers: dict) -> RequestStat
 
 async def run_level(client, cfg: ServeBenchConfig, conc: int, headers: dict) -> dict:
     url = cfg.url.rstrip("/") + PATHS[cfg.api]
-    if cfg.warmup:
-        warm = await stream_one(client, url, request_body(cfg, WARMUP_TEXT, min(8, cfg.max_tokens)), headers)
-        if warm.error:
-            print(f"warning: warm-up request failed ({warm.error})", file=sys.stderr, flush=True)
-    texts = make_texts(requests_for(conc, cfg.requests), cfg.prompt_words, cfg.seed)
     sem = asyncio.Semaphore(conc)
+    if cfg.warmup:
+        # One untimed round at this concurrency with prompts of the same length (other texts) and a few
+        # tokens each, as `bench engine` does: the first use of a batch shape pays kernel compilation on a
+        # GPU, which would otherwise land in the timed round's TTFT and throughput.
+        warm_texts = [WARMUP_TEXT] + make_texts(conc, cfg.prompt_words, cfg.seed + WARMUP_SEED_OFFSET)
+
+        async def warm_one(text: str) -> RequestStats:
+            async with sem:
+                return await stream_one(client, url, request_body(cfg, text, min(WARMUP_TOKENS, cfg.max_tokens)),
+                                        headers)
+
+        warm = await asyncio.gather(*(warm_one(t) for t in warm_texts))
+        failed = [w for w in warm if w.error]
+        if failed:
+            print(f"warning: {len(failed)} warm-up request(s) failed ({failed[0].error})", file=sys.stderr,
+                  flush=True)
+    texts = make_texts(requests_for(conc, cfg.requests), cfg.prompt_words, cfg.seed)
 
     async def limited(text: str) -> RequestStats:
         async with sem:
@@ -187,3 +226,47 @@ async def run_serve_bench(cfg: ServeBenchConfig, report: Callable[[dict], None])
 
 def serve_bench(cfg: ServeBenchConfig, report: Callable[[dict], None]) -> list[dict]:
     return asyncio.run(run_serve_bench(cfg, report))
+
+
+async def run_api_compare(cfg: ServeBenchConfig, apis: list[str], rounds: int,
+                          report: Callable[[dict], None]) -> list[dict]:
+    """Each concurrency level ``rounds`` times over every API of ``apis`` against one server, the
+    order rotating each round (the machine's drift then hits every API alike). After each level, a
+    summary record: the median tok/s per API and each one's cost against the first (%)."""
+    import dataclasses
+    import statistics
+
+    import httpx
+
+    headers = {"Authorization": f"Bearer {cfg.api_key}"} if cfg.api_key else {}
+    top = max(cfg.conc)
+    limits = httpx.Limits(max_connections=top + 4, max_keepalive_connections=top + 4)
+    summaries = []
+    async with httpx.AsyncClient(timeout=httpx.Timeout(cfg.timeout), limits=limits) as client:
+        for conc in cfg.conc:
+            seen: dict[str, list[dict]] = {api: [] for api in apis}
+            for r in range(rounds):
+                order = apis[r % len(apis):] + apis[:r % len(apis)]
+                for api in order:
+                    one = dataclasses.replace(cfg, api=api, label=f"{cfg.label or api}-{api}-r{r + 1}")
+                    record = await run_level(client, one, conc, headers)
+                    record.update(api=api, round=r + 1)
+                    report(record)
+                    seen[api].append(record)
+            med = {api: statistics.median(x["tok_s"] for x in recs) for api, recs in seen.items()}
+            itl = {api: statistics.median([x["itl_p50_ms"] for x in recs if x["itl_p50_ms"] is not None] or [0])
+                   for api, recs in seen.items()}
+            base = med[apis[0]]
+            summary = {"summary": True, "conc": conc, "rounds": rounds, "label": cfg.label, "mode": "serve-compare",
+                       "median_tok_s": {a: round(v, 1) for a, v in med.items()},
+                       "median_itl_p50_ms": {a: round(v, 2) for a, v in itl.items()},
+                       "errors": {a: sum(x["errors"] for x in recs) for a, recs in seen.items()},
+                       f"cost_vs_{apis[0]}_pct": {a: round(100 * (1 - v / base), 2) if base else None
+                                                  for a, v in med.items() if a != apis[0]}}
+            report(summary)
+            summaries.append(summary)
+    return summaries
+
+
+def api_compare(cfg: ServeBenchConfig, apis: list[str], rounds: int, report: Callable[[dict], None]) -> list[dict]:
+    return asyncio.run(run_api_compare(cfg, apis, rounds, report))

@@ -51,6 +51,14 @@ def bench() -> None:
     """
 
 
+def _api_list(_ctx, _param, value: str) -> list[str]:
+    apis = [a.strip() for a in value.split(",") if a.strip()]
+    bad = [a for a in apis if a not in ("chat", "messages", "responses")]
+    if bad or not apis or len(set(apis)) != len(apis):
+        raise click.BadParameter("expected chat, messages or responses, comma-separated without repeats")
+    return apis
+
+
 @bench.command("serve")
 @click.option("--url", default="http://127.0.0.1:8000", show_default=True, help="Server base URL (no /v1).")
 @click.option("--model", default="default", show_default=True, help="The 'model' field of each request.")
@@ -66,17 +74,28 @@ def bench() -> None:
               help="Per-request connect/read timeout in seconds; a request past it counts as an error.")
 @click.option("--tools", is_flag=True,
               help="Send a tool definition with every request, so the server's tool-call parser reads the output.")
-@click.option("--api", default="chat", show_default=True, type=click.Choice(["chat", "messages"]),
-              help="Which API to stream: chat (/v1/chat/completions) or messages (Anthropic /v1/messages).")
+@click.option("--api", default="chat", show_default=True, callback=_api_list, metavar="API[,API...]",
+              help="Which API to stream: chat (/v1/chat/completions), messages (Anthropic /v1/messages) or "
+                   "responses (/v1/responses). Several (e.g. chat,messages,responses): each level is run for "
+                   "each API, --rounds times in rotating order, then a summary line gives the median tok/s per "
+                   "API and each one's cost against the first.")
+@click.option("--rounds", default=1, show_default=True, type=click.IntRange(1),
+              help="With several --api: rounds of every API per level (medians over rounds).")
 def serve_cmd(url, model, conc, requests, max_tokens, label, json_out, prompt_words, api_key, seed, ignore_eos,
-              timeout, tools, api):
-    """Stream /v1/chat/completions (or /v1/messages) from a running server at each concurrency level."""
+              timeout, tools, api, rounds):
+    """Stream /v1/chat/completions (or /v1/messages, /v1/responses) from a running server at each
+    concurrency level."""
     from ..bench import ServeBenchConfig, serve_bench
+    from ..bench.load import api_compare
 
     cfg = ServeBenchConfig(url=url, model=model, conc=conc, requests=requests, max_tokens=max_tokens,
                            prompt_words=prompt_words, api_key=api_key or None, label=label, seed=seed,
-                           ignore_eos=ignore_eos, timeout=timeout, tools=tools, api=api)
-    serve_bench(cfg, _reporter(json_out))
+                           ignore_eos=ignore_eos, timeout=timeout, tools=tools, api=api[0])
+    if len(api) > 1 or rounds > 1:
+        api_compare(cfg, api, rounds, _reporter(json_out))
+    else:
+        serve_bench(cfg, _reporter(json_out))
+
 
 
 @bench.command("engine")
@@ -86,13 +105,15 @@ def serve_cmd(url, model, conc, requests, max_tokens, label, json_out, prompt_wo
               help="Words per prompt (the same prompts `bench serve` sends).")
 @click.option("--max-num-seqs", default=64, show_default=True, type=click.IntRange(1, 4096),
               help="The engine's batch limit (as `vllm-mlx serve --max-num-seqs`).")
+@click.option("--prefill-batch-size", default=None, type=click.IntRange(1),
+              help="As `vllm-mlx serve --prefill-batch-size`.")
 @click.option("--enable-prefix-caching/--no-enable-prefix-caching", default=True, show_default=True,
               help="As `vllm-mlx serve`: measure the engine with and without the prefix cache.")
 @click.option("--seed", default=1, show_default=True, type=int, help="Prompt seed.")
 @click.option("--ignore-eos/--no-ignore-eos", default=True, show_default=True,
               help="Ignore end-of-sequence so every request makes exactly --max-tokens tokens.")
-def engine_cmd(model, conc, requests, max_tokens, label, json_out, prompt_words, max_num_seqs, enable_prefix_caching, seed,
-               ignore_eos):
+def engine_cmd(model, conc, requests, max_tokens, label, json_out, prompt_words, max_num_seqs, prefill_batch_size,
+               enable_prefix_caching, seed, ignore_eos):
     """Run the same load in-process through Engine + AsyncEngine (no HTTP) on MODEL."""
     from ..bench import BenchError, EngineBenchConfig, engine_bench
     from ..model_source import ModelSourceError
@@ -100,7 +121,7 @@ def engine_cmd(model, conc, requests, max_tokens, label, json_out, prompt_words,
 
     cfg = EngineBenchConfig(model=model, conc=conc, requests=requests, max_tokens=max_tokens,
                             prompt_words=prompt_words, max_num_seqs=max_num_seqs, label=label, seed=seed,
-                            ignore_eos=ignore_eos, prefix_caching=enable_prefix_caching)
+                            prefill_batch_size=prefill_batch_size, ignore_eos=ignore_eos, prefix_caching=enable_prefix_caching)
     try:
         engine_bench(cfg, _reporter(json_out))
     except (BenchError, ModelSourceError, PluginError) as exc:

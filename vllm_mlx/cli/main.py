@@ -35,6 +35,15 @@ def _json_object(ctx, param, value):
     return obj
 
 
+def _limits(ctx, param, value):
+    from ..server.media import parse_limits
+
+    try:
+        return parse_limits(value)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
+
+
 @cli.command()
 @click.argument("models", nargs=-1, metavar="[MODEL]...")
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
@@ -54,6 +63,13 @@ def _json_object(ctx, param, value):
               help="Context window in tokens (prompt + completion); default: the model's own.")
 @click.option("--prefill-step-size", default=512, show_default=True, type=click.IntRange(16),
               help="Prompt tokens prefilled per step; long prompts are split so decoding keeps flowing.")
+@click.option("--prefill-batch-size", default=None, type=click.IntRange(1),
+              help="Most new prompts prefilled together in one step (default: 32 on a GPU, 8 on the CPU). "
+                   "Bigger means fewer, larger prefills: more throughput under bursts, longer decode pauses.")
+@click.option("--engine-process/--no-engine-process", default=None,
+              help="Run a text model's engine in a process of its own, apart from the HTTP server, so streaming "
+                   "many responses never takes the interpreter from the engine. Default: on when MLX runs on a "
+                   "GPU (Apple silicon, CUDA), off on the CPU.")
 @click.option("--plugin", "plugins", multiple=True, metavar="MODULE_OR_FILE",
               help="Load a plugin from a dotted module or a .py file (repeatable).")
 @click.option("--reasoning-parser", default=None,
@@ -110,8 +126,9 @@ def _json_object(ctx, param, value):
 @click.option("--model", "model_option", default=None, metavar="MODEL",
               help="The MODEL argument, spelled as an option (the older vllm-mlx's `--model`).")
 @click.option("--mllm", is_flag=True, help="Accepted for older command lines: vision models are detected.")
-@click.option("--limit-mm-per-prompt", default=None, callback=_json_object, metavar="JSON",
-              help='Vision models: most media per request, e.g. \'{"image": 4}\' (default: 8 images).')
+@click.option("--limit-mm-per-prompt", default=None, callback=_limits, metavar="LIMITS",
+              help='Vision models: most media per request, as JSON (\'{"image": 4, "video": 1}\') or '
+                   "image=4,video=1 (default: 8 images, 1 video).")
 @click.option("--allowed-media-domains", multiple=True, metavar="HOST",
               help="Vision models: fetch image URLs only from this host (repeatable; default: any host).")
 @click.option("--allowed-local-media-path", default=None, type=click.Path(file_okay=False, exists=True),
@@ -120,16 +137,24 @@ def _json_object(ctx, param, value):
               help="Vision models: largest image accepted (fetched, inline or local), in bytes.")
 @click.option("--media-fetch-timeout", default=10.0, show_default=True, type=click.FloatRange(min=0.1),
               help="Vision models: seconds to fetch one image URL.")
+@click.option("--responses-store-dir", default=None, type=click.Path(file_okay=False),
+              help="Responses API: also keep stored responses in this folder, so previous_response_id works "
+                   "across restarts (default: memory only).")
+@click.option("--responses-store-max", default=1000, show_default=True, type=click.IntRange(1),
+              help="Responses API: the most stored responses; the least recently used are dropped.")
+@click.option("--responses-store-ttl", default=0.0, show_default=True, type=click.FloatRange(min=0),
+              help="Responses API: forget a stored response this many seconds after it was made; 0 = never.")
 @click.option("--log-level", default="info", show_default=True,
               type=click.Choice(["critical", "error", "warning", "info", "debug"]), help="Logging detail.")
 @mcp_serve_options
 def serve(models, host, port, api_key, served_model_names, max_audio_bytes, max_num_seqs, max_queue, max_model_len,
-          prefill_step_size, plugins, reasoning_parser, tool_call_parser, model_aliases, ping_interval,
+          prefill_step_size, prefill_batch_size, engine_process, plugins, reasoning_parser, tool_call_parser, model_aliases, ping_interval,
           enable_auto_tool_choice, default_chat_template_kwargs, allowed_origins,
           cache_policy, kv_cache_memory, block_size, enable_prefix_caching, kv_cache_bits, kv_cache_group_size,
           sliding_window, prefix_cache_dir, request_timeout, shutdown_timeout, runner, continuous_batching,
           model_option, mllm, limit_mm_per_prompt, allowed_media_domains, allowed_local_media_path,
-          media_max_bytes, media_fetch_timeout, log_level, **mcp_options):
+          media_max_bytes, media_fetch_timeout, responses_store_dir, responses_store_max, responses_store_ttl,
+          log_level, **mcp_options):
     """Serve MODEL (a local folder or a Hugging Face repo id) on an OpenAI-compatible API.
 
     Several MODELs make one server for all: an LLM, a Whisper speech-to-text and a Kokoro
@@ -150,7 +175,7 @@ def serve(models, host, port, api_key, served_model_names, max_audio_bytes, max_
         models=list(models), served_model_names=list(served_model_names), max_audio_bytes=max_audio_bytes,
         host=host, port=port, api_key=api_key or None,
         max_num_seqs=max_num_seqs, max_queue=max_queue, max_model_len=max_model_len, prefill_step_size=prefill_step_size,
-        plugins=list(plugins), reasoning_parser=reasoning_parser, tool_call_parser=tool_call_parser,
+        prefill_batch_size=prefill_batch_size, engine_process=engine_process, plugins=list(plugins), reasoning_parser=reasoning_parser, tool_call_parser=tool_call_parser,
         enable_auto_tool_choice=enable_auto_tool_choice,
         default_chat_template_kwargs=default_chat_template_kwargs, cache_policy=cache_policy, log_level=log_level,
         allowed_origins=list(allowed_origins), kv_cache_memory=kv_cache_memory, block_size=block_size,
@@ -161,6 +186,8 @@ def serve(models, host, port, api_key, served_model_names, max_audio_bytes, max_
         ping_interval=ping_interval, limit_mm_per_prompt=limit_mm_per_prompt,
         allowed_media_domains=list(allowed_media_domains), allowed_local_media_path=allowed_local_media_path,
         media_fetch_timeout=media_fetch_timeout, media_max_bytes=media_max_bytes,
+        responses_store_dir=responses_store_dir, responses_store_max=responses_store_max,
+        responses_store_ttl=responses_store_ttl,
         **mcp_serve_kwargs(mcp_options),
     )
     try:

@@ -33,6 +33,9 @@ def mcp_serve_options(fn):
                      type=click.IntRange(256), help="Tool results longer than this are truncated."),
         click.option("--mcp-audit-log", "mcp_audit_log", default=None, type=click.Path(dir_okay=False),
                      help="Also append one JSON line per MCP tool call to this file (never arguments or results)."),
+        click.option("--mcp-allowed-urls", "mcp_allowed_urls", multiple=True, metavar="HOST",
+                     help="Let Responses requests name their own MCP server_url on this host (HOST, HOST:PORT or "
+                          "a URL; repeatable). Default: none (only the servers of --mcp-config)."),
     ]
     for opt in reversed(opts):
         fn = opt(fn)
@@ -47,7 +50,8 @@ def mcp_serve_kwargs(options: dict) -> dict:
                        total_timeout=options["mcp_total_timeout"],
                        max_tool_iterations=options["mcp_max_tool_iterations"],
                        default_tool_iterations=min(4, options["mcp_max_tool_iterations"]),
-                       max_result_bytes=options["mcp_max_result_bytes"])
+                       max_result_bytes=options["mcp_max_result_bytes"],
+                       allowed_urls=tuple(options.get("mcp_allowed_urls") or ()))
     return {"mcp_config": options["mcp_config"], "mcp_options": host, "mcp_audit_log": options["mcp_audit_log"]}
 
 

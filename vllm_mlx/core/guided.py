@@ -36,10 +36,11 @@ class GrammarError(ValueError):
 class Guide:
     """A compiled grammar. Every sequence gets its own copy of the matcher."""
 
-    def __init__(self, matcher: Any, vocab_size: int, eos_ids: list[int]):
+    def __init__(self, matcher: Any, vocab_size: int, eos_ids: list[int], grammar: str | None = None):
         self.matcher = matcher
         self.vocab_size = vocab_size
         self.eos_ids = eos_ids
+        self.grammar = grammar  # the source, so an engine in another process can compile it again
 
     def logits_processor(self) -> LogitsProcessor:
         return _GrammarMask(self.matcher.deep_copy(), self.vocab_size, self.eos_ids)
@@ -111,7 +112,7 @@ class GrammarCompiler:
         matcher = llguidance.LLMatcher(lltok, grammar, log_level=0)
         if matcher.is_error():
             raise GrammarError(matcher.get_error())
-        return Guide(matcher, self.vocab_size, self.eos_ids)
+        return Guide(matcher, self.vocab_size, self.eos_ids, grammar)
 
     def compile_json_schema(self, schema: dict) -> Guide:
         import llguidance

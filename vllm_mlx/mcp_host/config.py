@@ -66,6 +66,32 @@ class HostOptions:
     health_interval: float = 30.0  # seconds between tool re-listings (the health check) of a connected server
     retry_initial: float = 1.0  # first reconnection delay; doubles up to retry_max
     retry_max: float = 60.0
+    # hosts a Responses request's own ``server_url`` may name (--mcp-allowed-urls): "host", "host:port"
+    # or a URL (its host and port are what count); empty: no request-supplied server is reached
+    allowed_urls: tuple[str, ...] = ()
+
+
+def url_allowed(url: str, allowed: tuple[str, ...]) -> bool:
+    """Whether a request-supplied MCP ``server_url`` may be reached: http(s), and its host (and the
+    port, where the entry names one) listed in ``allowed``."""
+    from urllib.parse import urlsplit
+
+    try:
+        parts = urlsplit(url)
+        host, port = (parts.hostname or "").lower(), parts.port or (443 if parts.scheme == "https" else 80)
+    except ValueError:
+        return False
+    if parts.scheme not in ("http", "https") or not host:
+        return False
+    for entry in allowed:
+        try:
+            want = urlsplit(entry if "://" in entry else f"//{entry}")
+            want_host, want_port = (want.hostname or "").lower(), want.port
+        except ValueError:
+            continue
+        if want_host == host and (want_port is None or want_port == port):
+            return True
+    return False
 
 
 @dataclass(frozen=True)

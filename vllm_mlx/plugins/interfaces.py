@@ -53,6 +53,9 @@ class ModelLoader:
         raise NotImplementedError
 
     def load(self, path: Path, config: dict, **options: Any) -> LoadedModel:
+        """Load the folder. ``options`` may hold ``lazy=True``: the caller needs the model's
+        structure, tokenizer and settings but not its weights in memory (mlx-lm's ``lazy``);
+        a loader that ignores it is still correct, only slower to start."""
         raise NotImplementedError
 
     def accepts(self, path: Path, config: dict) -> bool:

@@ -16,7 +16,7 @@ from .routes.embeddings import embeddings
 from .routes.health import health, metrics, root, root_head
 from .routes.mcp import MCP_ROUTES
 from .routes.messages import count_tokens, messages
-from .routes.speech import speech, voices
+from .routes.speech import speech, upload_voice, voices
 from .routes.transcriptions import transcriptions, translations
 from .routes.models import get_model, list_models
 from .routes.responses import RESPONSES_ROUTES
@@ -47,7 +47,7 @@ def create_app(state: ServerState) -> Litestar:
     app = Litestar(
         route_handlers=[chat_completions, completions, messages, count_tokens, list_models, get_model, health,
                         metrics, root, root_head, embeddings, tokenize, detokenize, *MCP_ROUTES, transcriptions,
-                        translations, speech, voices, *RESPONSES_ROUTES],
+                        translations, speech, voices, upload_voice, *RESPONSES_ROUTES],
         before_request=reject_wrong_kind,
         exception_handlers=EXCEPTION_HANDLERS,
         middleware=middleware,

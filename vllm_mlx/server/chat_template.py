@@ -13,7 +13,8 @@ ROLES = {"system", "developer", "user", "assistant", "tool"}
 
 def _content_text(msg: ChatMessage, index: int, media: list | None) -> str | list[dict[str, Any]] | None:
     """The message content for the template. With ``media`` (a vision model), image
-    parts become ``{"type": "image"}`` (what vision templates expect) and are appended
+    and video parts become ``{"type": "image"}`` / ``{"type": "video"}`` (what vision
+    templates expect) and are appended
     to ``media`` as ``(where, part)`` in prompt order."""
     content = msg.content
     if content is None or isinstance(content, str):
@@ -23,10 +24,10 @@ def _content_text(msg: ChatMessage, index: int, media: list | None) -> str | lis
         kind = part.get("type")
         if kind == "text" and isinstance(part.get("text"), str):
             parts.append({"type": "text", "text": part["text"]})
-        elif media is not None and kind == "image_url":
+        elif media is not None and kind in ("image_url", "video_url"):
             media.append((f"messages[{index}].content[{j}]", part))
-            parts.append({"type": "image"})
-        elif media is not None and kind in ("video_url", "input_audio"):
+            parts.append({"type": "image" if kind == "image_url" else "video"})
+        elif media is not None and kind == "input_audio":
             raise bad_request(f"messages[{index}]: content of type {kind!r} is not supported for this model yet",
                               param="messages")
         elif kind in ("image_url", "input_image", "image", "video_url", "input_audio"):

@@ -83,7 +83,8 @@ async def load_media(state: ServerState, req: ChatRequest) -> None:
     if isinstance(text, list):
         raise APIError(400, "this model has no chat template to place images in", param="messages")
     req.vision = await prepare_vision_prompt(state.loaded.processor, text, req.media, state.settings.media,
-                                             req.mm_processor_kwargs)
+                                             req.mm_processor_kwargs,
+                                             video=getattr(state.loaded.model, "video", False))
 
 
 def render_prompt(state: ServerState, req: ChatRequest) -> list[int]:

@@ -14,5 +14,6 @@ BUILTIN_MODULES = [
     "vllm_mlx.plugins.builtin.mistral",
     "vllm_mlx.plugins.builtin.kokoro",
     "vllm_mlx.plugins.builtin.whisper",
+    "vllm_mlx.plugins.builtin.mlx_audio",
     "vllm_mlx.plugins.builtin.cache_policies",
 ]

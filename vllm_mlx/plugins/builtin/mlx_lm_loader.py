@@ -23,7 +23,9 @@ def mlx_lm_supports(config: dict) -> bool:
 def load_with_mlx_lm(path: Path, config: dict, loader_name: str, **options: Any) -> LoadedModel:
     from mlx_lm.utils import load
 
-    model, tokenizer, full_config = load(str(path), return_config=True)
+    # lazy=True: the weights stay on disk until first used (the server process of --engine-process
+    # reads only the model's structure; the engine process loads it for real)
+    model, tokenizer, full_config = load(str(path), return_config=True, lazy=bool(options.get("lazy", False)))
     ctx = full_config.get("max_position_embeddings") or getattr(tokenizer, "model_max_length", None)
     return LoadedModel(
         model=model,

@@ -21,14 +21,16 @@ def mlx_vlm_installed() -> bool:
     return importlib.util.find_spec("mlx_vlm") is not None
 
 
-def load_with_mlx_vlm(path: Path, config: dict, loader_name: str, encode: Any = None,
-                      **options: Any) -> LoadedModel:
+def load_with_mlx_vlm(path: Path, config: dict, loader_name: str, encode: Any = None, embed: Any = None,
+                      video: bool = False, **options: Any) -> LoadedModel:
     """The model as the engine runs it (``core.vision.LanguageModelAdapter`` around the
     mlx-vlm model), mlx-lm's tokenizer wrapper (so text handling is the same as for
     text models) and the model's processor (which expands image placeholders and
     turns pictures into pixel values). ``encode(vlm, pixel_values, **arrays)``, if the
     family gives one, returns the image features its ``get_input_embeddings`` accepts
-    as ``cached_image_features``: then repeated images are not re-encoded."""
+    as ``cached_image_features``: then repeated images are not re-encoded. A family
+    that assembles the prompt embeddings itself gives ``embed`` instead (see
+    ``core.vision.LanguageModelAdapter``); ``video``: the model takes ``video_url`` parts."""
     if not mlx_vlm_installed():
         raise RuntimeError("vision models need mlx-vlm: pip install 'vllm-mlx[vision]'")
     from mlx_lm.tokenizer_utils import load as load_tokenizer
@@ -44,7 +46,7 @@ def load_with_mlx_vlm(path: Path, config: dict, loader_name: str, encode: Any = 
     text = config.get("text_config", {})
     ctx = text.get("max_position_embeddings") or config.get("max_position_embeddings")
     return LoadedModel(
-        model=LanguageModelAdapter(vlm, encode),
+        model=LanguageModelAdapter(vlm, encode, embed=embed, video=video),
         tokenizer=tokenizer,
         kind="mllm",
         processor=processor,

@@ -37,7 +37,8 @@ def base_response(gen: Generation, req: R.ResponsesRequest, status: str, created
         tools=list(req.tools or []), tool_choice=req.tool_choice if req.tool_choice is not None else "auto",
         parallel_tool_calls=req.parallel_tool_calls is not False, temperature=req.temperature, top_p=req.top_p,
         max_output_tokens=req.max_output_tokens, reasoning=req.reasoning,
-        text=req.text or R.TextConfig(format={"type": "text"}), store=req.store, metadata=dict(req.metadata or {}))
+        text=req.text or R.TextConfig(format={"type": "text"}), store=req.store, metadata=dict(req.metadata or {}),
+        max_tool_calls=req.max_tool_calls)
 
 
 def _usage(gen: Generation, reasoning: str) -> R.Usage:
@@ -92,14 +93,20 @@ class _Items:
         self.seq = 0
         self.output: list[Any] = []
         self.kind: str | None = None  # "reasoning", "message" or "call" while an item is open
-        self.buffer = ""  # the open item's text, reasoning or arguments so far
+        # the open item's text, reasoning or arguments so far, and all reasoning text (usage counts it), as
+        # pieces: joined once, since `str +=` on an attribute copies the whole string for every delta
+        self.pieces: list[str] = []
         self.pending_space = ""
-        self.reasoning = ""  # all reasoning text (usage counts it)
+        self.reasoning_pieces: list[str] = []
 
     def event(self, obj: Any) -> bytes:
         obj.sequence_number = self.seq
         self.seq += 1
         return b"event: " + type(obj).__struct_config__.tag.encode() + b"\ndata: " + _encode(obj) + b"\n\n"
+
+    @property
+    def reasoning(self) -> str:
+        return "".join(self.reasoning_pieces)
 
     @property
     def index(self) -> int:
@@ -108,7 +115,7 @@ class _Items:
     def open(self, item: Any, kind: str) -> list[bytes]:
         out = self.close()
         self.output.append(item)
-        self.kind, self.buffer = kind, ""
+        self.kind, self.pieces = kind, []
         out.append(self.event(R.ItemAdded(output_index=self.index, item=item)))
         if kind == "message":
             out.append(self.event(R.PartAdded(item_id=item.id, output_index=self.index, content_index=0,
@@ -121,7 +128,7 @@ class _Items:
     def close(self, status: str = "completed") -> list[bytes]:
         if self.kind is None:
             return []
-        item, i, text = self.output[-1], self.index, self.buffer
+        item, i, text = self.output[-1], self.index, "".join(self.pieces)
         out: list[bytes] = []
         if self.kind == "message":
             part = R.OutputText(text=text)
@@ -145,8 +152,8 @@ class _Items:
     def add_reasoning(self, text: str) -> list[bytes]:
         out = [] if self.kind == "reasoning" else self.open(
             R.OutputReasoning(id=item_id("rs"), status="in_progress"), "reasoning")
-        self.buffer += text
-        self.reasoning += text
+        self.pieces.append(text)
+        self.reasoning_pieces.append(text)
         out.append(self.event(R.ReasoningDelta(item_id=self.output[-1].id, output_index=self.index, content_index=0,
                                                delta=text)))
         return out
@@ -160,7 +167,7 @@ class _Items:
             out = self.open(R.OutputMessage(id=item_id("msg"), status="in_progress"), "message")
         else:
             out = []
-        self.buffer += text
+        self.pieces.append(text)
         out.append(self.event(R.TextDelta(item_id=self.output[-1].id, output_index=self.index, content_index=0,
                                           delta=text)))
         return out
@@ -172,7 +179,7 @@ class _Items:
             out = self.open(R.OutputFunctionCall(id=item_id("fc"), call_id=piece.id, name=piece.name, arguments="",
                                                  status="in_progress"), "call")
         if self.kind == "call" and piece.arguments:
-            self.buffer += piece.arguments
+            self.pieces.append(piece.arguments)
             out.append(self.event(R.ArgumentsDelta(item_id=self.output[-1].id, output_index=self.index,
                                                    delta=piece.arguments)))
         return out

@@ -69,7 +69,7 @@ def input_items(req: R.ResponsesRequest) -> list[dict[str, Any]]:
             item.status = item.status or "completed"
         if item.id is None:
             item.id = item_id({R.MessageItem: "msg", R.FunctionCallItem: "fc", R.FunctionCallOutputItem: "fco",
-                               R.ReasoningItem: "rs"}[type(item)])
+                               R.ReasoningItem: "rs", R.McpApprovalResponseItem: "mcpa"}[type(item)])
         out.append(msgspec.to_builtins(item))
     return out
 
@@ -113,6 +113,7 @@ def to_messages(items: list[dict[str, Any]], instructions: str | None, vision: b
     system = [instructions] if instructions else []
     out: list[dict[str, Any]] = []
     names: dict[str, str] = {}
+    answered = mcp_answered(items)  # approval requests with an answer (unanswered ones are left out)
 
     def assistant(fresh_for: str) -> dict[str, Any]:
         """The assistant message this item joins: the last one while it can still take it."""
@@ -156,12 +157,52 @@ def to_messages(items: list[dict[str, Any]], instructions: str | None, vision: b
             if parts:
                 msg = assistant("reasoning")
                 msg["reasoning_content"] = "\n".join(parts)
+        elif kind.startswith("mcp_"):
+            mcp_item_messages(item, answered, assistant, out)
     # an assistant turn made of reasoning alone renders as nothing visible: leave it out
     out = [m for m in out if m["role"] != "assistant" or m["content"] or m.get("tool_calls")
            or "reasoning_content" not in m]
     if not out:
         raise bad_request("input: at least one user or assistant item is required", param="input")
     return ([{"role": "system", "content": "\n".join(system)}] if system else []) + out
+
+
+def mcp_answered(items: list[dict[str, Any]]) -> set[str]:
+    return {i["approval_request_id"] for i in items
+            if i["type"] in ("mcp_approval_response", "mcp_call") and i.get("approval_request_id")}
+
+
+def mcp_item_messages(item: dict[str, Any], answered: set[str], assistant, out: list[dict[str, Any]]) -> None:
+    """MCP items as the model saw them: a call (or an answered approval request) is an assistant tool call
+    of the function ``label__tool``, its output (or a refusal) the tool message; tool listings are not
+    part of the prompt."""
+    from ...mcp_host.tools import function_name
+
+    kind = item["type"]
+
+    def call(call_id: str) -> None:
+        assistant("call").setdefault("tool_calls", []).append(
+            {"id": call_id, "type": "function",
+             "function": {"name": function_name(item["server_label"], item["name"]),
+                          "arguments": _arguments(item["arguments"])}})
+
+    if kind == "mcp_approval_request" and item["id"] in answered:
+        call(item["id"])
+    elif kind == "mcp_call":
+        call_id = item.get("approval_request_id")
+        if call_id is None or call_id not in {c["id"] for m in out for c in m.get("tool_calls") or []}:
+            call_id = item["id"]
+            call(call_id)
+        error = item.get("error") or {}
+        if not error:
+            text = item.get("output") or ""
+        else:
+            text = "Error: " + (item.get("output") or error.get("message") or "the tool reported an error")
+        out.append({"role": "tool", "tool_call_id": call_id, "content": text})
+    elif kind == "mcp_approval_response" and not item["approve"]:
+        reason = f": {item['reason']}" if item.get("reason") else ""
+        out.append({"role": "tool", "tool_call_id": item["approval_request_id"],
+                    "content": f"Error: the user declined this call{reason}"})
 
 
 def _tools(tools: list[dict[str, Any]] | None) -> list[dict[str, Any]] | None:
@@ -237,7 +278,8 @@ def to_chat_request(req: R.ResponsesRequest, items: list[dict[str, Any]], vision
     messages = to_messages(items, req.instructions, vision)
     tools = _tools(req.tools)
     kwargs = {"enable_thinking": False} if req.reasoning and req.reasoning.effort == "none" else {}
-    sampling = SamplingFields(model=req.model, temperature=req.temperature, top_p=req.top_p, stream=req.stream)
+    sampling = SamplingFields(model=req.model, temperature=req.temperature, top_p=req.top_p, stream=req.stream,
+                              ignore_eos=req.ignore_eos)
     return ChatRequest(
         model=req.model, sampling=sampling, max_tokens=req.max_output_tokens, messages=messages, tools=tools,
         tool_choice=_tool_choice(req.tool_choice, tools), parallel_tool_calls=req.parallel_tool_calls,

@@ -33,14 +33,19 @@ async def create_response(request: Request) -> Response:
     check_model(state, req.model)
     past = history(state.responses, req.previous_response_id)
     items = input_items(req)
-    chat = to_chat_request(req, past + items, vision=reads_images(state))
-    await load_media(state, chat)
-    gen = await prepare(state, chat).start()
 
     def on_done(body: ResponseObject) -> None:
         if req.store:
             conversation = past + items + [msgspec.to_builtins(o) for o in body.output]
             state.responses.put(StoredResponse(response=body, input_items=items, conversation=conversation))
+
+    if any(isinstance(t, dict) and t.get("type") == "mcp" for t in req.tools or []):
+        from ...mcp_host.responses_loop import mcp_response  # MCP tools: the server runs the tool loop
+
+        return await mcp_response(request, state, req, past, items, on_done)
+    chat = to_chat_request(req, past + items, vision=reads_images(state))
+    await load_media(state, chat)
+    gen = await prepare(state, chat).start()
 
     # SSE is chosen by the body's `stream` (the SDK sends `Accept: application/json` either way)
     if req.stream:

@@ -83,6 +83,10 @@ class SpeechRequest(msgspec.Struct, kw_only=True):
     stream_format: Literal["audio", "sse"] | None = None
     language: str | None = None  # vllm-mlx: a Kokoro language letter (a, b, e, f, h, i, j, p, z)
     input_type: Literal["text", "phonemes"] = "text"  # vllm-mlx: phonemes skip G2P
+    # vllm-mlx, for models that clone a voice (Chatterbox, VoxCPM): a reference clip, base64 or a data: URL,
+    # and its transcript (VoxCPM needs it). Other fields a model's generate() takes pass through as options.
+    ref_audio: str | None = None
+    ref_text: str | None = None
 
 
 class SpeechAudioDelta(msgspec.Struct, kw_only=True, tag_field="type", tag="speech.audio.delta"):

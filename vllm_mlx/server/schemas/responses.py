@@ -44,6 +44,8 @@ class ResponsesRequest(msgspec.Struct, kw_only=True):
     metadata: dict[str, str] | None = None
     background: bool | None = None
     user: str | None = None
+    max_tool_calls: int | None = None  # MCP calls one response may run (tools of type "mcp")
+    ignore_eos: bool = False  # vLLM's extension (benchmarks: every reply makes exactly max_output_tokens tokens)
 
 
 # -- input items (also what the store keeps and input_items lists) ----------------------------
@@ -120,7 +122,51 @@ class ItemReference(msgspec.Struct, kw_only=True, tag_field="type", tag="item_re
     id: str
 
 
-InputItem = Union[MessageItem, FunctionCallItem, FunctionCallOutputItem, ReasoningItem, ItemReference]
+# -- MCP items (tools of type "mcp"): output items, and input items when a client resends them --------
+
+
+class McpListedTool(msgspec.Struct, kw_only=True):
+    name: str
+    input_schema: dict[str, Any]
+    description: str | None = None
+    annotations: dict[str, Any] | None = None
+
+
+class McpListToolsItem(msgspec.Struct, kw_only=True, tag_field="type", tag="mcp_list_tools"):
+    id: str
+    server_label: str
+    tools: list[McpListedTool] = []
+    error: str | None = None
+
+
+class McpCallItem(msgspec.Struct, kw_only=True, tag_field="type", tag="mcp_call"):
+    id: str
+    server_label: str
+    name: str
+    arguments: str
+    output: str | None = None
+    # {"type": "mcp_tool_execution_error", "content"} | {"type": "mcp_protocol_error", "code", "message"}
+    error: dict[str, Any] | None = None
+    status: str | None = None
+    approval_request_id: str | None = None
+
+
+class McpApprovalRequestItem(msgspec.Struct, kw_only=True, tag_field="type", tag="mcp_approval_request"):
+    id: str
+    server_label: str
+    name: str
+    arguments: str
+
+
+class McpApprovalResponseItem(msgspec.Struct, kw_only=True, tag_field="type", tag="mcp_approval_response"):
+    approval_request_id: str
+    approve: bool
+    id: str | None = None
+    reason: str | None = None
+
+
+InputItem = Union[MessageItem, FunctionCallItem, FunctionCallOutputItem, ReasoningItem, ItemReference,
+                  McpListToolsItem, McpCallItem, McpApprovalRequestItem, McpApprovalResponseItem]
 
 
 # -- output ---------------------------------------------------------------------------------------
@@ -148,7 +194,8 @@ class OutputReasoning(msgspec.Struct, kw_only=True, tag_field="type", tag="reaso
     status: str = "completed"
 
 
-OutputItem = Union[OutputMessage, OutputFunctionCall, OutputReasoning]
+OutputItem = Union[OutputMessage, OutputFunctionCall, OutputReasoning, McpListToolsItem, McpCallItem,
+                   McpApprovalRequestItem]
 
 
 class InputTokensDetails(msgspec.Struct, kw_only=True):
@@ -199,6 +246,7 @@ class ResponseObject(msgspec.Struct, kw_only=True):
     background: bool = False
     truncation: str = "disabled"
     metadata: dict[str, str] = {}
+    max_tool_calls: int | None = None
     usage: Usage | None = None
 
 
@@ -307,4 +355,41 @@ class ArgumentsDone(_Event, kw_only=True, tag="response.function_call_arguments.
     item_id: str
     output_index: int
     name: str
+    arguments: str
+
+
+class McpListToolsInProgress(_Event, kw_only=True, tag="response.mcp_list_tools.in_progress"):
+    item_id: str
+    output_index: int
+
+
+class McpListToolsCompleted(_Event, kw_only=True, tag="response.mcp_list_tools.completed"):
+    item_id: str
+    output_index: int
+
+
+class McpCallInProgress(_Event, kw_only=True, tag="response.mcp_call.in_progress"):
+    item_id: str
+    output_index: int
+
+
+class McpCallCompleted(_Event, kw_only=True, tag="response.mcp_call.completed"):
+    item_id: str
+    output_index: int
+
+
+class McpCallFailed(_Event, kw_only=True, tag="response.mcp_call.failed"):
+    item_id: str
+    output_index: int
+
+
+class McpArgumentsDelta(_Event, kw_only=True, tag="response.mcp_call_arguments.delta"):
+    item_id: str
+    output_index: int
+    delta: str
+
+
+class McpArgumentsDone(_Event, kw_only=True, tag="response.mcp_call_arguments.done"):
+    item_id: str
+    output_index: int
     arguments: str
