@@ -16,7 +16,7 @@ from vllm_mlx.cli.main import cli
 
 PAGE = Path(__file__).resolve().parent.parent / "docs" / "reference" / "cli.md"
 ORDER = ["serve", "plugins", "mcp tools", "mcp call", "bench serve", "bench engine", "bench raw", "bench prefix",
-         "bench soak"]
+         "bench soak", "bench vision"]
 
 
 def walk(cmd: click.Command, path: list[str]):
