@@ -16,7 +16,7 @@ from vllm_mlx.cli.main import cli
 
 PAGE = Path(__file__).resolve().parent.parent / "docs" / "reference" / "cli.md"
 ORDER = ["serve", "launch", "plugins", "mcp tools", "mcp call", "bench serve", "bench engine", "bench raw", "bench prefix",
-         "bench soak", "bench cpu"]
+         "bench soak", "bench cpu", "bench speech", "bench vision"]
 
 
 def walk(cmd: click.Command, path: list[str]):

@@ -283,3 +283,52 @@ def speech_cmd(llm, whisper, kokoro, scenarios, audio_seconds, streams, max_toke
     except SpeechBenchError as exc:
         click.echo(f"error: {exc}", err=True)
         sys.exit(2)
+
+
+@bench.command("vision")
+@click.argument("model", required=False)
+@click.option("--family", default="gemma3", show_default=True, type=click.Choice(["gemma3", "qwen2_5_vl"]),
+              help="Without MODEL: the family of the random-weight model built for the run.")
+@click.option("--size", default="bench", show_default=True, type=click.Choice(["bench", "tiny"]),
+              help="Without MODEL: its size (bench: 256 image tokens per picture; tiny: for tests).")
+@click.option("--model-dir", default=None, type=click.Path(file_okay=False),
+              help="Without MODEL: build it here (kept; reused when present) instead of a temporary folder.")
+@click.option("--scenario", "scenarios", multiple=True, type=click.Choice(["concurrent", "multiturn", "compare"]),
+              help="Run only these (repeatable; default: all).")
+@click.option("--conc", default=8, show_default=True, type=click.IntRange(1),
+              help="concurrent: image requests at once.")
+@click.option("--max-tokens", default=64, show_default=True, type=click.IntRange(1), help="Tokens per request.")
+@click.option("--repeats", default=3, show_default=True, type=click.IntRange(1),
+              help="concurrent: alternating image/text rounds; medians are reported.")
+@click.option("--turns", default=4, show_default=True, type=click.IntRange(2), help="multiturn: turns.")
+@click.option("--compare-conc", default="1,3,8", show_default=True, callback=_conc_list,
+              help="compare: concurrency levels, comma-separated.")
+@click.option("--compare-requests", default=0, type=click.IntRange(0),
+              help="compare: requests per level and round (default: max(2*conc, 4)).")
+@click.option("--compare-rounds", default=2, show_default=True, type=click.IntRange(1),
+              help="compare: rounds per level, the servers taking turns; medians are reported.")
+@click.option("--mlx-vlm/--no-mlx-vlm", default=True, show_default=True,
+              help="compare: also run mlx_vlm.server on the same model folder.")
+@click.option("--picture-side", default=448, show_default=True, type=click.IntRange(16),
+              help="Side in pixels of the generated test pictures.")
+@click.option("--log-dir", default=None, type=click.Path(file_okay=False), help="Keep the servers' logs here.")
+@click.option("--label", default="", help="Free text copied into every JSON line.")
+@click.option("--json-out", default=None, type=click.Path(dir_okay=False), help="Also append the JSON lines here.")
+def vision_cmd(model, family, size, model_dir, scenarios, conc, max_tokens, repeats, turns, compare_conc,
+               compare_requests, compare_rounds, mlx_vlm, picture_side, log_dir, label, json_out):
+    """Vision targets against real servers started here on MODEL (a vision model folder; default: a
+    random-weight one built for the run): concurrent image vs equal-length text decode tok/s, a
+    repeated picture's turn-N vs turn-1 TTFT, and image requests/s and TTFT next to mlx_vlm.server."""
+    from ..bench.vision import VisionBenchConfig, vision_bench
+
+    cfg = VisionBenchConfig(model=model, family=family, size=size, model_dir=model_dir, conc=conc,
+                            max_tokens=max_tokens, repeats=repeats, turns=turns, compare_conc=compare_conc,
+                            compare_requests=compare_requests, compare_rounds=compare_rounds, mlx_vlm=mlx_vlm,
+                            picture_side=picture_side, log_dir=log_dir, label=label)
+    if scenarios:
+        cfg.scenarios = tuple(scenarios)
+    try:
+        vision_bench(cfg, _reporter(json_out))
+    except RuntimeError as exc:  # a server that did not start, a conversation turn that failed
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(2)

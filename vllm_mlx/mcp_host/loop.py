@@ -38,7 +38,7 @@ from ..server.schemas.common import Usage
 from ..server.schemas.mcp import McpAssistantMessage, McpCall, McpDelta
 from ..server.streaming import DONE, SSE_HEADERS, sse, sse_error
 from .host import CallOutcome
-from .plan import LoopPlan, first_turn_tokens, plan_loop
+from .plan import LoopPlan, first_turn, plan_loop, turn_request
 
 
 @dataclass
@@ -60,8 +60,8 @@ async def mcp_chat(request: Request, state: Any, req: ChatCompletionRequest) -> 
     rid = new_id("chatcmpl")
     model = req.model or state.settings.served_model_name
     check_capacity(state, 1)
-    first = first_turn_tokens(state, plan)  # a prompt or max_tokens that cannot fit: 400 before anything runs
-    loop = ToolLoop(state, plan, rid, stream=req.stream, first_prompt=first)
+    first = await first_turn(state, plan)  # a prompt or max_tokens that cannot fit: 400 before anything runs
+    loop = ToolLoop(state, plan, rid, stream=req.stream, first=first)
     if req.stream:
         include_usage = bool(req.stream_options and req.stream_options.include_usage)
         return Stream(stream_loop(loop, rid, model, include_usage), media_type="text/event-stream",
@@ -73,12 +73,12 @@ class ToolLoop:
     """Runs the turns; ``events()`` yields ("text", content, reasoning), ("call", McpCall) (once when a
     call starts, once when it ends) and finally ("final", Final)."""
 
-    def __init__(self, state: Any, plan: LoopPlan, rid: str, *, stream: bool, first_prompt: list[int]):
+    def __init__(self, state: Any, plan: LoopPlan, rid: str, *, stream: bool, first: Any):
         self.state, self.plan, self.rid, self.stream = state, plan, rid, stream
-        self.first_prompt = first_prompt
+        self.first = first  # the first turn's pipeline.ChatRequest
 
     async def events(self) -> AsyncIterator[tuple]:
-        from ..server.adapters.chat import to_chat_request  # here: the chat route imports this module lazily
+        from ..core.vision import salted  # here: the chat route imports this module lazily
         from ..server.pipeline import make_parsers, render_prompt
         from ..server.structured import plan_output
 
@@ -92,8 +92,9 @@ class ToolLoop:
                 final.finish_reason, final.stop_reason = "length", "mcp_total_timeout"
                 break
             turn_req = msgspec.structs.replace(req, messages=messages)
-            prompt = self.first_prompt if turn == 0 else \
-                render_prompt(state, to_chat_request(turn_req))
+            # a vision model's images are processed again each turn (the encoder cache spares re-encoding)
+            chat_req = self.first if turn == 0 else await turn_request(state, turn_req)
+            prompt = render_prompt(state, chat_req)
             room = state.settings.max_model_len - len(prompt)
             if room < 1:  # the conversation outgrew the context: stop here
                 final.finish_reason, final.stop_reason = "length", "context_length"
@@ -101,11 +102,13 @@ class ToolLoop:
             params = to_sampling_params(turn_req, max_tokens=min(requested or room, room), logprobs=None,
                                         vocab_size=engine.engine.vocab_size,
                                         defaults=state.settings.sampling_defaults)
-            chat_req = to_chat_request(turn_req)
+            mm = chat_req.vision[1] if chat_req.vision is not None else None
+            if mm is not None:  # blocks of prompts with media are shared only with the same media
+                params.cache_salt = salted(params.cache_salt, mm.content_hash)
             parsers = make_parsers(state, chat_req, prompt, plan_output(chat_req))
             result = SequenceResult(0)
             gen = engine.generate(prompt, params, request_id=f"{self.rid}-turn{turn}", parsers=parsers,
-                                  stream=self.stream)
+                                  stream=self.stream, mm=mm)
             try:
                 async for delta in gen:
                     result.add(delta)

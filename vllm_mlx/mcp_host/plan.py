@@ -103,18 +103,28 @@ async def _expand(host: McpHost, entry: dict, i: int) -> list[HostedTool]:
     return [by_tool[a] for a in allowed]
 
 
-def first_turn_tokens(state: Any, plan: LoopPlan) -> list[int]:
-    """The first prompt, after every check a turn makes (so a bad request is a 400 before a stream starts)."""
+async def turn_request(state: Any, req: ChatCompletionRequest) -> Any:
+    """One turn's ``pipeline.ChatRequest``, its images (a vision model) fetched and processed."""
     from ..server.adapters.chat import to_chat_request
+    from ..server.pipeline import load_media, reads_images
+
+    chat_req = to_chat_request(req, vision=reads_images(state))
+    await load_media(state, chat_req)
+    return chat_req
+
+
+async def first_turn(state: Any, plan: LoopPlan) -> Any:
+    """The first turn's ``ChatRequest``, after every check a turn makes (so a bad request is a 400
+    before a stream starts)."""
     from ..server.pipeline import make_parsers, render_prompt
     from ..server.structured import plan_output
 
     req = plan.request
-    chat_req = to_chat_request(req)
+    chat_req = await turn_request(state, req)
     prompt = render_prompt(state, chat_req)
     requested = req.max_completion_tokens if req.max_completion_tokens is not None else req.max_tokens
     max_tokens = resolve_max_tokens(requested, len(prompt), state.settings.max_model_len, default=None)
     to_sampling_params(req, max_tokens=max_tokens, logprobs=None, vocab_size=state.engine.engine.vocab_size,
                        defaults=state.settings.sampling_defaults)
     make_parsers(state, chat_req, prompt, plan_output(chat_req))  # 400 when the server reads no tool calls
-    return prompt
+    return chat_req

@@ -33,7 +33,7 @@ from litestar.response import Stream
 from ..server.adapters.responses import INCOMPLETE, _Items, base_response
 from ..server.adapters.responses_request import item_id, to_chat_request
 from ..server.errors import APIError, bad_request, log
-from ..server.pipeline import prepare
+from ..server.pipeline import load_media, prepare, reads_images
 from ..server.routes.common import new_id, unless_disconnected
 from ..server.schemas import responses as R
 from ..server.streaming import SSE_HEADERS
@@ -49,7 +49,7 @@ async def mcp_response(request: Request, state: Any, req: R.ResponsesRequest, pa
     plan = await plan_response_mcp(state, req)
     try:
         run = McpResponse(state, req, plan, past, items, on_done)
-        run.check()  # a bad input or a prompt that cannot fit: 400 before anything runs or streams
+        await run.check()  # a bad input or a prompt that cannot fit: 400 before anything runs or streams
     except BaseException:
         await plan.close()
         raise
@@ -92,12 +92,17 @@ class McpResponse:
     def _conversation(self) -> list[dict]:
         return self.past + self.items + [msgspec.to_builtins(o) for o in self.out.output]
 
-    def _turn_request(self, room: int | None) -> Any:
-        return to_chat_request(msgspec.structs.replace(self.req, tools=self.plan.function_tools, tool_choice=None,
-                                                       max_output_tokens=room), self._conversation())
+    async def _turn_request(self, room: int | None) -> Any:
+        """One turn's ``ChatRequest``; a vision model's images fetched and processed (again each turn:
+        the encoder cache spares re-encoding them)."""
+        chat = to_chat_request(msgspec.structs.replace(self.req, tools=self.plan.function_tools, tool_choice=None,
+                                                       max_output_tokens=room), self._conversation(),
+                               vision=reads_images(self.state))
+        await load_media(self.state, chat)
+        return chat
 
-    def check(self) -> None:
-        prepare(self.state, self._turn_request(self.req.max_output_tokens))
+    async def check(self) -> None:
+        prepare(self.state, await self._turn_request(self.req.max_output_tokens))
 
     def _approvals(self) -> list[tuple[dict, str | None]]:
         """(approval request, function name) for each approving mcp_approval_response of this input."""
@@ -200,7 +205,7 @@ class McpResponse:
             if turn and time.monotonic() >= plan.deadline:
                 status, reason = "incomplete", "mcp_total_timeout"
                 break
-            gen = await prepare(state, self._turn_request(budget)).start(check=turn == 0)
+            gen = await prepare(state, await self._turn_request(budget)).start(check=turn == 0)
             mcp_calls: dict[int, list] = {}  # piece index -> [function name, arguments]
             client_calls = False
             outcome = "end"

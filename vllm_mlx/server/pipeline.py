@@ -61,6 +61,11 @@ class ChatRequest:
     vision: tuple[list[int], Any] | None = None  # (prompt ids, MultiModalInput): set by ``load_media``
 
 
+def reads_images(state: ServerState) -> bool:
+    """Whether the served model takes media (adapters turn image parts into ``ChatRequest.media``)."""
+    return state.loaded.kind == "mllm"
+
+
 async def load_media(state: ServerState, req: ChatRequest) -> None:
     """Fetch and decode a request's images and run the model's processor over the
     templated text (off the event loop and the engine thread); ``prepare`` then uses

@@ -10,7 +10,9 @@
 * ``thinking`` blocks become the assistant's ``reasoning_content`` (their signature is never
   checked); ``redacted_thinking`` blocks are dropped.
 * Text blocks of one message are joined with newlines into one string (templates such as
-  Qwen3's render only string content).
+  Qwen3's render only string content); a message with images keeps its blocks as parts.
+* ``image`` blocks (``base64`` or ``url`` sources, also inside ``tool_result``) go to a vision
+  model as ``image_url`` parts (``media_parts``); a text-only model answers 400.
 * ``thinking`` config -> the template's ``enable_thinking`` switch (absent: the template's default).
 * ``tool_choice`` auto/any/tool/none -> auto/required/named/none (forced choices run under a
   grammar); ``disable_parallel_tool_use`` -> one call at most.
@@ -22,10 +24,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..errors import APIError, bad_request
+from ..errors import bad_request
 from ..pipeline import ChatRequest
 from ..schemas import anthropic as A
 from ..schemas.common import SamplingFields
+from . import media_parts
+from .media_parts import image_part, text_only
 
 BILLING_HEADER = "x-anthropic-billing-header:"
 THINKING_ON = {"enabled": True, "adaptive": True, "between_tools": True, "disabled": False}
@@ -60,48 +64,69 @@ def _document_text(block: A.DocumentBlock, where: str) -> str:
                       "documents (source type 'text' or 'content' with text blocks)", param="messages")
 
 
-def _no_images(where: str) -> APIError:
-    return bad_request(f"{where}: image blocks need a vision model; this model reads text only", param="messages")
+def _image(block: A.ImageBlock, where: str, vision: bool) -> dict[str, Any]:
+    """An ``image`` block as an ``image_url`` part: a ``base64`` source becomes a data: URL, a ``url``
+    source is fetched under the server's media rules (``server/media.py``)."""
+    if not vision:
+        raise text_only(where)
+    source = block.source
+    kind = source.get("type")
+    if kind == "base64":
+        media_type, data = source.get("media_type"), source.get("data")
+        if not isinstance(media_type, str) or not isinstance(data, str) or not data:
+            raise bad_request(f"{where}.source: a base64 image needs 'media_type' and 'data' strings",
+                              param="messages")
+        return image_part(f"data:{media_type};base64,{data}", where)
+    if kind == "url":
+        if not isinstance(source.get("url"), str) or not source["url"]:
+            raise bad_request(f"{where}.source: a url image needs a 'url' string", param="messages")
+        return image_part(source["url"], where)
+    raise bad_request(f"{where}.source: image source {kind!r} is not supported (use 'base64' or 'url')",
+                      param="messages")
 
 
-def _tool_result_text(block: A.ToolResultBlock, where: str) -> str:
+def _tool_result_content(block: A.ToolResultBlock, where: str, vision: bool) -> str | list[dict[str, Any]]:
     content = block.content
     if content is None or isinstance(content, str):
         return content or ""
-    texts = []
+    pieces: list[Any] = []
     for j, part in enumerate(content):
         if isinstance(part, A.TextBlock):
-            texts.append(part.text)
+            pieces.append(part.text)
         elif isinstance(part, A.ToolReferenceBlock):
-            texts.append(part.tool_name)
+            pieces.append(part.tool_name)
         elif isinstance(part, A.DocumentBlock):
-            texts.append(_document_text(part, f"{where}.content[{j}]"))
+            pieces.append(_document_text(part, f"{where}.content[{j}]"))
+        elif isinstance(part, A.ImageBlock):
+            pieces.append(_image(part, f"{where}.content[{j}]", vision))
         else:
-            raise _no_images(f"{where}.content[{j}]")
-    return "\n".join(texts)
+            raise bad_request(f"{where}.content[{j}]: a tool_result cannot hold a "
+                              f"{type(part).__struct_config__.tag!r} block", param="messages")
+    return media_parts.content(pieces)
 
 
-def _user_turn(blocks: list, i: int, tool_names: dict[str, str]) -> list[dict[str, Any]]:
-    tools, texts = [], []
+def _user_turn(blocks: list, i: int, tool_names: dict[str, str], vision: bool) -> list[dict[str, Any]]:
+    tools, pieces = [], []
     for j, b in enumerate(blocks):
         where = f"messages[{i}].content[{j}]"
         if isinstance(b, A.TextBlock):
-            texts.append(b.text)
+            pieces.append(b.text)
         elif isinstance(b, A.ToolResultBlock):
-            msg = {"role": "tool", "tool_call_id": b.tool_use_id, "content": _tool_result_text(b, where)}
+            msg = {"role": "tool", "tool_call_id": b.tool_use_id,
+                   "content": _tool_result_content(b, where, vision)}
             if b.tool_use_id in tool_names:
                 msg["name"] = tool_names[b.tool_use_id]
             if b.is_error:
                 msg["is_error"] = True
             tools.append(msg)
         elif isinstance(b, A.DocumentBlock):
-            texts.append(_document_text(b, where))
+            pieces.append(_document_text(b, where))
         elif isinstance(b, A.ImageBlock):
-            raise _no_images(where)
+            pieces.append(_image(b, where, vision))
         else:
             raise bad_request(f"{where}: a user message cannot hold a {type(b).__struct_config__.tag!r} block",
                               param="messages")
-    return tools + ([{"role": "user", "content": "\n".join(texts)}] if texts or not tools else [])
+    return tools + ([{"role": "user", "content": media_parts.content(pieces)}] if pieces or not tools else [])
 
 
 def _assistant_turn(blocks: list, i: int, tool_names: dict[str, str]) -> dict[str, Any]:
@@ -127,7 +152,7 @@ def _assistant_turn(blocks: list, i: int, tool_names: dict[str, str]) -> dict[st
     return msg
 
 
-def _messages(req: A.CountTokensRequest) -> list[dict[str, Any]]:
+def _messages(req: A.CountTokensRequest, vision: bool) -> list[dict[str, Any]]:
     if not req.messages:
         raise bad_request("messages: at least one message is required", param="messages")
     system = _system_text(req.system)
@@ -143,7 +168,7 @@ def _messages(req: A.CountTokensRequest) -> list[dict[str, Any]]:
         elif isinstance(m.content, str):
             out.append({"role": m.role, "content": m.content})
         elif m.role == "user":
-            out.extend(_user_turn(m.content, i, tool_names))
+            out.extend(_user_turn(m.content, i, tool_names, vision))
         else:
             out.append(_assistant_turn(m.content, i, tool_names))
     if not out:
@@ -197,9 +222,10 @@ def _response_format(config: A.OutputConfig | None) -> dict[str, Any] | None:
     return {"type": "json_schema", "json_schema": {"name": "output", "schema": fmt["schema"]}}
 
 
-def to_chat_request(req: A.CountTokensRequest) -> ChatRequest:
-    """Works for both ``MessagesRequest`` and ``CountTokensRequest`` (same prompt either way)."""
-    messages = _messages(req)
+def to_chat_request(req: A.CountTokensRequest, vision: bool = False) -> ChatRequest:
+    """Works for both ``MessagesRequest`` and ``CountTokensRequest`` (same prompt either way).
+    ``vision``: the model reads images (else an image block is a 400)."""
+    messages = _messages(req, vision)
     tools = _tools(req.tools)
     tool_choice, parallel = _tool_choice(req.tool_choice, tools)
     kwargs: dict[str, Any] = {}
@@ -219,4 +245,4 @@ def to_chat_request(req: A.CountTokensRequest) -> ChatRequest:
         tools=tools, tool_choice=tool_choice, parallel_tool_calls=parallel,
         response_format=_response_format(req.output_config), chat_template_kwargs=kwargs,
         add_generation_prompt=not prefill, continue_final_message=prefill,
-        stream=sampling.stream, clamp_max_tokens=True, id_prefix="msg")
+        stream=sampling.stream, clamp_max_tokens=True, id_prefix="msg", media=media_parts.take_media(messages))

@@ -3,6 +3,8 @@
 * ``input``: a string (one user message) or items. ``message`` items keep their role
   (``developer`` is ``system``; all system text is merged into one leading system message, after
   ``instructions``); their text parts (``input_text``, ``output_text``) are joined with newlines.
+  A vision model also reads ``input_image`` parts (``image_url``: a data: URL or an http(s) URL)
+  of user messages and ``function_call_output`` items; a text-only model answers 400.
   ``function_call`` items become the assistant's ``tool_calls`` (consecutive calls share one
   assistant message), ``function_call_output`` items ``tool`` messages. ``reasoning`` items
   become the next assistant message's ``reasoning_content`` only: never visible text.
@@ -29,6 +31,8 @@ from ..pipeline import ChatRequest
 from ..responses_store import ResponsesStore
 from ..schemas import responses as R
 from ..schemas.common import SamplingFields
+from . import media_parts
+from .media_parts import image_part, text_only
 
 ROLES = {"user": "user", "assistant": "assistant", "system": "system", "developer": "system"}
 
@@ -70,20 +74,30 @@ def input_items(req: R.ResponsesRequest) -> list[dict[str, Any]]:
     return out
 
 
-def _text(content: Any, where: str) -> str:
+def _text(content: Any, where: str, vision: bool = False) -> str | list[dict[str, Any]]:
+    """A message's (or a tool output's) content: text joined with newlines, or parts in order when it
+    holds an ``input_image`` (an ``image_url`` part for the pipeline; ``media_parts``)."""
     if isinstance(content, str):
         return content
-    texts = []
+    pieces: list[Any] = []
     for j, part in enumerate(content):
-        kind = part.get("type")
+        kind, at = part.get("type"), f"{where}.content[{j}]"
         if kind in ("input_text", "output_text"):
-            texts.append(part["text"])
+            pieces.append(part["text"])
         elif kind == "refusal":
-            texts.append(part["refusal"])
+            pieces.append(part["refusal"])
+        elif kind == "input_image" and vision:
+            if part.get("file_id") is not None and not part.get("image_url"):
+                raise bad_request(f"{at}: input_image by file_id is not supported; send image_url "
+                                  "(a data: URL or an http(s) URL)", param="input")
+            if not isinstance(part.get("image_url"), str) or not part["image_url"]:
+                raise bad_request(f"{at}: input_image needs an image_url", param="input")
+            pieces.append(image_part(part["image_url"], at))
+        elif kind == "input_image":
+            raise text_only(at, "input_image parts", param="input")
         else:
-            raise bad_request(f"{where}.content[{j}]: {kind} parts are not supported; this model reads text only",
-                              param="input")
-    return "\n".join(texts)
+            raise bad_request(f"{at}: {kind} parts are not supported", param="input")
+    return media_parts.content(pieces)
 
 
 def _arguments(arguments: str) -> dict[str, Any] | str:
@@ -95,7 +109,7 @@ def _arguments(arguments: str) -> dict[str, Any] | str:
     return value if isinstance(value, dict) else {"value": value}
 
 
-def to_messages(items: list[dict[str, Any]], instructions: str | None) -> list[dict[str, Any]]:
+def to_messages(items: list[dict[str, Any]], instructions: str | None, vision: bool = False) -> list[dict[str, Any]]:
     system = [instructions] if instructions else []
     out: list[dict[str, Any]] = []
     names: dict[str, str] = {}
@@ -115,7 +129,11 @@ def to_messages(items: list[dict[str, Any]], instructions: str | None) -> list[d
     for i, item in enumerate(items):
         kind, where = item["type"], f"input[{i}]"
         if kind == "message":
-            role, text = ROLES[item["role"]], _text(item["content"], where)
+            role = ROLES[item["role"]]
+            text = _text(item["content"], where, vision)
+            if role != "user" and not isinstance(text, str):
+                raise bad_request(f"{where}: input_image parts belong in user messages or function_call_output "
+                                  "items", param="input")
             if role == "system":
                 system.append(text)
             elif role == "assistant":
@@ -130,7 +148,7 @@ def to_messages(items: list[dict[str, Any]], instructions: str | None) -> list[d
                 {"id": item["call_id"], "type": "function",
                  "function": {"name": item["name"], "arguments": _arguments(item["arguments"])}})
         elif kind == "function_call_output":
-            msg = {"role": "tool", "tool_call_id": item["call_id"], "content": _text(item["output"], where)}
+            msg = {"role": "tool", "tool_call_id": item["call_id"], "content": _text(item["output"], where, vision)}
             if item["call_id"] in names:
                 msg["name"] = names[item["call_id"]]
             out.append(msg)
@@ -250,13 +268,14 @@ def history(store: ResponsesStore, previous_id: str | None) -> list[dict[str, An
     return entry.conversation
 
 
-def to_chat_request(req: R.ResponsesRequest, items: list[dict[str, Any]]) -> ChatRequest:
-    """``items``: the whole conversation (stored history, then this request's input items)."""
+def to_chat_request(req: R.ResponsesRequest, items: list[dict[str, Any]], vision: bool = False) -> ChatRequest:
+    """``items``: the whole conversation (stored history, then this request's input items);
+    ``vision``: the model reads images (else an ``input_image`` is a 400)."""
     if req.background:
         raise bad_request("background responses are not supported", param="background")
     if req.max_output_tokens is not None and req.max_output_tokens < 1:
         raise bad_request("max_output_tokens must be at least 1", param="max_output_tokens")
-    messages = to_messages(items, req.instructions)
+    messages = to_messages(items, req.instructions, vision)
     tools = _tools(req.tools)
     kwargs = {"enable_thinking": False} if req.reasoning and req.reasoning.effort == "none" else {}
     sampling = SamplingFields(model=req.model, temperature=req.temperature, top_p=req.top_p, stream=req.stream,
@@ -265,4 +284,4 @@ def to_chat_request(req: R.ResponsesRequest, items: list[dict[str, Any]]) -> Cha
         model=req.model, sampling=sampling, max_tokens=req.max_output_tokens, messages=messages, tools=tools,
         tool_choice=_tool_choice(req.tool_choice, tools), parallel_tool_calls=req.parallel_tool_calls,
         response_format=_response_format(req.text), chat_template_kwargs=kwargs, stream=req.stream,
-        clamp_max_tokens=True, id_prefix="resp")
+        clamp_max_tokens=True, id_prefix="resp", media=media_parts.take_media(messages))

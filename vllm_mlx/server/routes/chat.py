@@ -7,7 +7,7 @@ from litestar import Request, Response, post
 from litestar.response import Stream
 
 from ..adapters.chat import complete_chat, stream_chat, to_chat_request
-from ..pipeline import load_media, prepare
+from ..pipeline import load_media, prepare, reads_images
 from ..schemas.chat import ChatCompletionRequest
 from ..streaming import SSE_HEADERS
 from .common import GENERATIVE, check_model, decode_body, server_state, unless_disconnected
@@ -22,7 +22,7 @@ async def chat_completions(request: Request) -> Response:
         from ...mcp_host.loop import mcp_chat  # MCP tools: the server runs the tool loop
 
         return await mcp_chat(request, state, req)
-    chat = to_chat_request(req, vision=state.loaded.kind == "mllm")
+    chat = to_chat_request(req, vision=reads_images(state))
     await load_media(state, chat)
     gen = await prepare(state, chat).start()
     if req.stream:

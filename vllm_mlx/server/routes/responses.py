@@ -11,7 +11,7 @@ from litestar.response import Stream
 from ..adapters.responses import complete_response, stream_response
 from ..adapters.responses_request import history, input_items, to_chat_request
 from ..errors import APIError, bad_request
-from ..pipeline import prepare
+from ..pipeline import load_media, prepare, reads_images
 from ..responses_store import StoredResponse
 from ..schemas.responses import DeletedResponse, InputItemList, ResponseObject, ResponsesRequest
 from ..streaming import SSE_HEADERS
@@ -43,7 +43,9 @@ async def create_response(request: Request) -> Response:
         from ...mcp_host.responses_loop import mcp_response  # MCP tools: the server runs the tool loop
 
         return await mcp_response(request, state, req, past, items, on_done)
-    gen = await prepare(state, to_chat_request(req, past + items)).start()
+    chat = to_chat_request(req, past + items, vision=reads_images(state))
+    await load_media(state, chat)
+    gen = await prepare(state, chat).start()
 
     # SSE is chosen by the body's `stream` (the SDK sends `Accept: application/json` either way)
     if req.stream:

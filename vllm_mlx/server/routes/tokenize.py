@@ -9,7 +9,7 @@ from litestar import Request, Response, post
 
 from ..adapters.chat import to_chat_request
 from ..errors import bad_request
-from ..pipeline import render_prompt
+from ..pipeline import load_media, reads_images, render_prompt
 from ..schemas.chat import ChatCompletionRequest
 from ..schemas.tokenize import DetokenizeRequest, DetokenizeResponse, TokenizeRequest, TokenizeResponse
 from ..state import ServerState
@@ -47,7 +47,9 @@ async def tokenize(request: Request) -> Response:
                                      chat_template_kwargs=req.chat_template_kwargs,
                                      add_generation_prompt=req.add_generation_prompt,
                                      continue_final_message=req.continue_final_message)
-        ids = render_prompt(state, to_chat_request(chat))  # the very prompt generation would use
+        chat_req = to_chat_request(chat, vision=reads_images(state))
+        await load_media(state, chat_req)  # image placeholders expanded, as generation sees them
+        ids = render_prompt(state, chat_req)  # the very prompt generation would use
     strs = list(tokenizer.convert_ids_to_tokens(ids)) if req.return_token_strs else None
     body = TokenizeResponse(count=len(ids), max_model_len=state.settings.max_model_len, tokens=ids, token_strs=strs)
     return Response(content=msgspec.json.encode(body), media_type="application/json")
