@@ -1,7 +1,7 @@
 """Multilingual text to speech with Kokoro: pick a language, the script picks a voice of
 that language and tells the server the language. Writes the audio to a file; --play
 plays it (afplay on macOS). Text needs the language's G2P package on the server
-(docs/audio.md lists them); --phonemes sends phonemes instead.
+(docs/guides/audio.md lists them); --phonemes sends phonemes instead.
 
     python examples/tts_multilingual.py "Hola mundo" --lang es [--play]
     python examples/tts_multilingual.py --list-languages

@@ -126,7 +126,7 @@ def start_ours(cfg: VisionBenchConfig, model: str, log_dir: Path) -> Server:
            "--served-model-name", "bench", "--max-num-seqs", str(max(16, cfg.conc, *cfg.compare_conc)),
            "--log-level", "warning"]
     if cfg.family == "gemma3":
-        cmd += ["--sliding-window", "0"]  # Gemma 3 shares prefix blocks only with full caches (docs/kv-cache.md)
+        cmd += ["--sliding-window", "0"]  # Gemma 3 shares prefix blocks only with full caches (docs/guides/kv-cache.md)
     return Server("vllm-mlx", cmd, port, "bench", log_dir / "vllm-mlx.log").wait_ready(cfg.startup_timeout)
 
 

@@ -196,7 +196,7 @@ def prefix_cmd(model, system_tokens, burst, block_size, conc, max_tokens, repeat
 @click.option("--json-out", default=None, type=click.Path(dir_okay=False), help="Also append the JSON lines here.")
 def cpu_cmd(pids, seconds, label, json_out):
     """CPU use of running processes over a window, one JSON line each ("cores": 1.0 = a whole core);
-    e.g. the idle ranks of a distributed server (docs/distributed.md)."""
+    e.g. the idle ranks of a distributed server (docs/guides/distributed.md)."""
     from ..bench.cpu import cpu_share
 
     report = _reporter(json_out)

@@ -34,7 +34,7 @@ def launch(hostfile, hosts, repeat, backend, starting_port, restarts, grace, env
         vllm-mlx launch -n 2 -- serve MODEL --tensor-parallel-size 2
 
     Exits non-zero when any rank fails; SIGTERM/SIGINT reach every rank (then SIGKILL
-    after --grace). See docs/distributed.md.
+    after --grace). See docs/guides/distributed.md.
     """
     from ..distributed.launcher import Plan, load_hosts, supervise
 

@@ -142,7 +142,7 @@ def _limits(ctx, param, value):
               help="Vision models: seconds to fetch one image URL.")
 @click.option("--tensor-parallel-size", "-tp", default=1, show_default=True, type=click.IntRange(1),
               help="Split each layer across this many ranks (start them with `vllm-mlx launch`); see "
-                   "docs/distributed.md.")
+                   "docs/guides/distributed.md.")
 @click.option("--pipeline-parallel-size", "-pp", default=1, show_default=True, type=click.IntRange(1),
               help="Split the layers into this many consecutive stages, one per rank (`vllm-mlx launch`).")
 @click.option("--distributed-timeout", default=60.0, show_default=True, type=click.FloatRange(min=1),

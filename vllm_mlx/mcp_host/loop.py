@@ -11,7 +11,7 @@ calls of a turn run one after another through ``McpHost.call`` (checks, timeout,
 their results become tool messages, and the model goes again, until it answers without
 an MCP call. Calls of the client's own function tools end the loop and come back as usual
 (``finish_reason: "tool_calls"``). The calls made are returned in ``message.mcp_calls`` and,
-when streaming, as ``delta.mcp_call`` events while they happen (see docs/mcp.md).
+when streaming, as ``delta.mcp_call`` events while they happen (see docs/guides/mcp.md).
 """
 
 from __future__ import annotations
