@@ -322,11 +322,14 @@ def test_launch_restarts_a_failed_group_on_fresh_ports(tmp_path):
     import subprocess
     import sys
 
-    script = ("import os, sys; print('HOSTFILE', os.environ['MLX_RANK'], open(os.environ['MLX_HOSTFILE']).read(), "
-              "flush=True); sys.exit(4)")
+    # each rank appends its hostfile to a file of its own (the ranks share stdout, where lines interleave)
+    script = ("import os, sys; rank = os.environ['MLX_RANK']; "
+              f"f = open(os.path.join({str(tmp_path)!r}, 'rank' + rank), 'a'); "
+              "f.write(open(os.environ['MLX_HOSTFILE']).read().replace(chr(10), ' ') + chr(10)); f.close(); "
+              "sys.exit(4)")
     proc = subprocess.run([sys.executable, "-m", "vllm_mlx.cli.main", "launch", "-n", "2", "--restarts", "1", "--",
                            sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 4, proc.stderr
-    hostfiles = [line.split(" ", 2)[2] for line in proc.stdout.splitlines() if line.startswith("HOSTFILE 0")]
-    assert len(hostfiles) == 2 and hostfiles[0] != hostfiles[1], proc.stdout
+    hostfiles = (tmp_path / "rank0").read_text().splitlines()
+    assert len(hostfiles) == 2 and hostfiles[0] != hostfiles[1], hostfiles
     assert "restarting the group on fresh ports" in proc.stderr
