@@ -38,3 +38,4 @@ reply = client.chat.completions.create(
     max_tokens=args.max_tokens,
 )
 print(reply.choices[0].message.content)
+print(f"[{reply.usage.prompt_tokens} prompt tokens, video frames included]")

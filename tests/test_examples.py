@@ -42,10 +42,16 @@ def test_every_example_is_tested():
     assert all(f"examples/{name}" in readme for name in tested)
 
 
-def test_video_example_parses():
-    # the live run comes with video_url support in the server (branch issue8-video)
-    out = subprocess.run([sys.executable, str(EXAMPLES / "video.py"), "--help"], capture_output=True, text=True)
-    assert out.returncode == 0 and "video_url" not in out.stderr and "--base-url" in out.stdout
+def test_video(qwen_server, tmp_path):
+    from vision_models import make_video
+
+    make_video(tmp_path / "clip.mp4")
+    out = run_example("video.py", str(tmp_path / "clip.mp4"), "What happens?", "--max-tokens", "8",
+                      url=qwen_server.url)
+    with_video = int(out.split("[")[-1].split()[0])
+    out = run_example("chat.py", "What happens?", "--max-tokens", "8", url=qwen_server.url)
+    text_only = int(out.split("[")[-1].split()[0])
+    assert with_video >= text_only + 3  # the video markers and the sampled frames' tokens are in the prompt
 
 
 def test_chat_and_streaming(scripted_server):
