@@ -29,9 +29,10 @@ def _tool_id(call_id: str | None) -> str:
     return "toolu_" + call_id[5:] if call_id.startswith("call_") else call_id
 
 
-def _signature(thinking: str) -> str:
-    """An opaque marker for a thinking block (clients need one; we never check it back)."""
-    return "vllm-mlx-" + hashlib.sha256(thinking.encode()).hexdigest()[:32]
+def _signature(thinking: "hashlib._Hash") -> str:
+    """An opaque marker for a thinking block, from the SHA-256 of its text (clients need one; we never
+    check it back)."""
+    return "vllm-mlx-" + thinking.hexdigest()[:32]
 
 
 def _tool_input(name: str, arguments: str) -> tuple[dict[str, Any], str | None]:
@@ -60,7 +61,7 @@ async def complete_message(gen: Generation) -> Response:
     r = (await gen.results())[0]
     content: list[Any] = []
     if r.reasoning:
-        content.append(A.ThinkingOut(thinking=r.reasoning, signature=_signature(r.reasoning)))
+        content.append(A.ThinkingOut(thinking=r.reasoning, signature=_signature(hashlib.sha256(r.reasoning.encode()))))
     # as the stream does: whitespace alone is a text block only when no tool call could follow
     # or when the reply has nothing else
     if r.text.strip() or (r.text and (gen.plan.tool_mode == "none" or not (r.tool_calls or r.reasoning))):
@@ -96,7 +97,9 @@ class _Blocks:
         self.tools = tools  # a tool call may come: hold leading whitespace (no empty text block before it)
         self.index = -1
         self.kind: str | None = None  # "thinking", "text" or "tool"
-        self.thinking = ""  # the open thinking block's text (its signature is a hash of it)
+        # the open thinking block's running hash (its signature), fed piece by piece: keeping the text
+        # and appending to it would copy the whole block on every delta
+        self.thinking = hashlib.sha256()
         self.call: tuple[str, str] | None = None  # the open tool block's (name, arguments so far)
         self.pending_space = ""  # whitespace held until real text comes (no empty block before a tool)
         self.any = False
@@ -115,7 +118,7 @@ class _Blocks:
         if self.kind == "thinking":
             out.append(event(A.ContentBlockDelta(index=self.index,
                                                  delta=A.SignatureDelta(signature=_signature(self.thinking)))))
-            self.thinking = ""
+            self.thinking = hashlib.sha256()
         note = None
         if self.kind == "tool":
             # The arguments go out whole once the call is complete, and only as a JSON object: the SDK
@@ -134,7 +137,7 @@ class _Blocks:
 
     def reasoning(self, text: str) -> list[bytes]:
         out = self.open(A.ThinkingOut(thinking="", signature=""), "thinking") if self.kind != "thinking" else []
-        self.thinking += text
+        self.thinking.update(text.encode())
         out.append(event(A.ContentBlockDelta(index=self.index, delta=A.ThinkingDelta(thinking=text))))
         return out
 
